@@ -1,0 +1,52 @@
+"""Predictions -> metrics tables and plots."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: pipelines and CI have no display
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from .metrics import compute_metrics
+
+PREDICTION_COLUMNS = ("user_id", "target_item", "label", "score", "method")
+
+
+def predictions_frame(samples: pd.DataFrame, scores: np.ndarray, method: str) -> pd.DataFrame:
+    """Scored rows in the ``predictions`` layout."""
+    return pd.DataFrame(
+        {
+            "user_id": samples["user_id"].to_numpy(np.int64),
+            "target_item": samples["target_item"].to_numpy(np.int64),
+            "label": samples["label"].to_numpy(np.int8),
+            "score": np.asarray(scores, dtype=np.float32),
+            "method": method,
+        }
+    )
+
+
+def metrics_table(predictions: pd.DataFrame) -> pd.DataFrame:
+    """One row per method with every PROTOCOL section 5 metric, in order of appearance."""
+    rows = []
+    for method, rows_of_method in predictions.groupby("method", sort=False):
+        metrics = compute_metrics(
+            rows_of_method["user_id"].to_numpy(),
+            rows_of_method["label"].to_numpy(),
+            rows_of_method["score"].to_numpy(),
+        )
+        rows.append({"method": method, "users": rows_of_method["user_id"].nunique(), **metrics})
+    return pd.DataFrame(rows)
+
+
+def auc_bar_chart(table: pd.DataFrame, title: str) -> plt.Figure:
+    """Bar chart of test AUC per method, values printed on the bars."""
+    figure, axis = plt.subplots(figsize=(max(4.0, 1.2 * len(table)), 3.5))
+    bars = axis.bar(table["method"], table["auc"], color="#4C72B0")
+    axis.bar_label(bars, fmt="%.4f", fontsize=8)
+    low = float(table["auc"].min())
+    axis.set_ylim(max(0.0, low - 0.05), min(1.0, float(table["auc"].max()) + 0.02))
+    axis.set_ylabel("test AUC")
+    axis.set_title(title)
+    figure.tight_layout()
+    return figure

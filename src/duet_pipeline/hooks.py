@@ -1,0 +1,42 @@
+"""Log selected catalog outputs to the active MLflow run as artifacts.
+
+kedro-mlflow's ``MlflowArtifactDataset`` gives its wrapped dataset a save version of
+its own, which Kedro 1.x rejects for versioned datasets ("All datasets in the catalog
+must have the same save version"). So outputs stay ordinary versioned datasets, and a
+catalog entry opts in to MLflow logging with ``metadata: {mlflow_artifact_path: DIR}``;
+this hook then logs the exact file version just written.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from kedro.framework.hooks import hook_impl
+
+logger = logging.getLogger(__name__)
+
+ARTIFACT_KEY = "mlflow_artifact_path"
+
+
+class MlflowArtifactHook:
+    def __init__(self) -> None:
+        self._catalog = None
+
+    @hook_impl
+    def after_catalog_created(self, catalog: Any) -> None:
+        self._catalog = catalog
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str, data: Any, node: Any) -> None:
+        if self._catalog is None or mlflow.active_run() is None:
+            return
+        dataset = self._catalog.get(dataset_name)
+        artifact_path = (getattr(dataset, "metadata", None) or {}).get(ARTIFACT_KEY)
+        if artifact_path is None:
+            return
+        # After a save, the load path of a versioned dataset is the version just written.
+        local_path = Path(str(dataset._get_load_path()))
+        mlflow.log_artifact(str(local_path), artifact_path)
+        logger.info("Logged %s to MLflow artifacts/%s", local_path, artifact_path)

@@ -1,0 +1,84 @@
+"""Building blocks shared by every method: item table, target tower, head maths."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+# PROTOCOL section 7: N(0, 1) item tables train far worse than N(0, 0.1).
+EMBEDDING_INIT_STD = 0.1
+
+
+def item_embedding(num_items: int, dim: int) -> nn.Embedding:
+    """The one item table shared by target tower, backbone and PPG; row 0 is padding."""
+    table = nn.Embedding(num_items + 1, dim, padding_idx=0)
+    nn.init.normal_(table.weight, std=EMBEDDING_INIT_STD)
+    with torch.no_grad():
+        table.weight[0].zero_()
+    return table
+
+
+class TargetTower(nn.Module):
+    """Target item vector: embedding -> Linear(d, d) -> tanh -> Linear(d, d)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(dim, dim), nn.Tanh(), nn.Linear(dim, dim))
+
+    def forward(self, target_emb: torch.Tensor) -> torch.Tensor:
+        return self.net(target_emb)
+
+
+@dataclass
+class HeadWeights:
+    """The weights of the two-layer head MLP d -> d (tanh) -> d.
+
+    Weights follow ``nn.Linear``'s (out, in) layout. Either shared by the whole batch
+    (``w1``: (d, d), ``b1``: (d,)) or one head per row (``w1``: (B, d, d), ``b1``:
+    (B, d)): the static head is the first case, generated heads the second.
+    """
+
+    w1: torch.Tensor
+    b1: torch.Tensor
+    w2: torch.Tensor
+    b2: torch.Tensor
+
+    @property
+    def per_row(self) -> bool:
+        return self.w1.dim() == 3
+
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        return (self.w1, self.b1, self.w2, self.b2)
+
+    def payload_bytes(self) -> int:
+        """Bytes one device receives: one head's parameters."""
+        one_head = [t[0] if self.per_row else t for t in self.tensors()]
+        return sum(t.numel() * t.element_size() for t in one_head)
+
+
+def apply_head(user_vector: torch.Tensor, weights: HeadWeights) -> torch.Tensor:
+    """Run the head MLP on ``user_vector`` (B, d) with shared or per-row weights."""
+    if not weights.per_row:
+        hidden = torch.tanh(nn.functional.linear(user_vector, weights.w1, weights.b1))
+        return nn.functional.linear(hidden, weights.w2, weights.b2)
+    # One head per row: batched (1 x d) @ (d x d) products.
+    hidden = torch.baddbmm(
+        weights.b1.unsqueeze(1), user_vector.unsqueeze(1), weights.w1.transpose(1, 2)
+    )
+    hidden = torch.tanh(hidden)
+    out = torch.baddbmm(weights.b2.unsqueeze(1), hidden, weights.w2.transpose(1, 2))
+    return out.squeeze(1)
+
+
+class StaticHead(nn.Module):
+    """The base model's head: the same learned MLP for every device."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.layer1 = nn.Linear(dim, dim)
+        self.layer2 = nn.Linear(dim, dim)
+
+    def weights(self, history_emb: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> HeadWeights:
+        """The shared head; the history is ignored (same signature as generated heads)."""
+        return HeadWeights(self.layer1.weight, self.layer1.bias, self.layer2.weight, self.layer2.bias)

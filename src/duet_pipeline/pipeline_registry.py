@@ -1,0 +1,16 @@
+"""Project pipelines, discovered from ``pipelines/<name>/`` by ``find_pipelines``.
+
+Stages: ingestion, feature_engineering, umn_training, evaluation. Composed runs:
+``duet`` (the whole flow, default) and ``duet_all`` (every backbone, namespaced).
+"""
+from __future__ import annotations
+
+from kedro.framework.project import find_pipelines
+from kedro.pipeline import Pipeline
+
+
+def register_pipelines() -> dict[str, Pipeline]:
+    pipelines = find_pipelines(raise_errors=True)
+    if "duet" in pipelines:
+        pipelines["__default__"] = pipelines["duet"]
+    return pipelines

@@ -1,0 +1,4 @@
+"""evaluation pipeline."""
+from .pipeline import create_pipeline
+
+__all__ = ["create_pipeline"]

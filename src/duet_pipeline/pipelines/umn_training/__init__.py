@@ -1,0 +1,4 @@
+"""umn_training pipeline."""
+from .pipeline import create_pipeline
+
+__all__ = ["create_pipeline"]
