@@ -131,6 +131,7 @@ def sample_negatives(
     only the rejected cells are redrawn, so the result is uniform over the valid sets
     and the cost stays a few vectorised passes.
     """
+    _check_enough_unseen(users, num_negatives, len(candidate_items), seen_keys, num_items)
     n = len(users)
     draws = candidate_items[rng.integers(0, len(candidate_items), size=(n, num_negatives))]
     bad = _rejected(users, draws, seen_keys, num_items)
@@ -144,6 +145,21 @@ def sample_negatives(
         f"{max_rounds} rounds: a user has interacted with almost every item; lower the "
         "number of negatives."
     )
+
+
+def _check_enough_unseen(
+    users: np.ndarray, num_negatives: int, num_candidates: int, seen_keys: np.ndarray, num_items: int
+) -> None:
+    """Fail clearly, naming a user, when someone has fewer unseen items than negatives."""
+    seen_users, seen_counts = np.unique(seen_keys // (num_items + 1), return_counts=True)
+    short = seen_users[num_candidates - seen_counts < num_negatives]
+    short = short[np.isin(short, users)]
+    if len(short):
+        raise ValueError(
+            f"user {int(short[0])} (and {len(short) - 1} more) has fewer than {num_negatives} "
+            f"items left to draw as negatives from {num_candidates} candidates; lower the "
+            "parameter features.negatives or use a larger dataset."
+        )
 
 
 def _rejected(
@@ -193,18 +209,17 @@ def build_samples(
 def samples_frame(
     user_id: np.ndarray, history: np.ndarray, target_item: np.ndarray, label: np.ndarray
 ) -> pd.DataFrame:
-    """A samples DataFrame whose ``history`` is an Arrow fixed-size list column.
+    """A samples DataFrame whose ``history`` holds one int64 array per row.
 
-    An Arrow-backed column avoids building millions of Python lists and writes to
-    parquet as ``list<int64>`` without a copy through Python objects.
+    Object rows of numpy views rather than an Arrow list column: pandas 3 writes an
+    Arrow list dtype into the parquet metadata in a form that plain
+    ``pd.read_parquet`` cannot parse back, and these files must open anywhere.
     """
-    max_seq_len = history.shape[1]
-    flat = pa.array(np.ascontiguousarray(history, dtype=np.int64).reshape(-1))
-    lists = pa.FixedSizeListArray.from_arrays(flat, max_seq_len)
+    history = np.ascontiguousarray(history, dtype=np.int64)
     return pd.DataFrame(
         {
             "user_id": user_id.astype(np.int64),
-            "history": pd.arrays.ArrowExtensionArray(lists),
+            "history": list(history),
             "target_item": target_item.astype(np.int64),
             "label": label.astype(np.int8),
         }
@@ -214,13 +229,12 @@ def samples_frame(
 def history_matrix(samples: pd.DataFrame) -> np.ndarray:
     """The ``history`` column as an (n, max_seq_len) int64 matrix.
 
-    Accepts Arrow-backed list columns (fast path) and object columns of lists or
-    arrays (what ``pd.read_parquet`` returns by default).
+    Accepts Arrow-backed list columns (what the catalog loads, without a Python
+    object per row) and object columns of lists or arrays.
     """
     column = samples["history"]
     if isinstance(column.dtype, pd.ArrowDtype):
-        chunked = pa.chunked_array(column.array._pa_array)
-        lists = chunked.combine_chunks()
+        lists = pa.chunked_array(column.array.__arrow_array__()).combine_chunks()
         widths = pa.compute.list_value_length(lists).to_numpy(zero_copy_only=False)
         width = int(widths[0]) if len(widths) else 0
         if len(widths) and (widths != width).any():

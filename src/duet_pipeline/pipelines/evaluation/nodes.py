@@ -26,5 +26,5 @@ def report_metrics(*predictions: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFra
     for row in table.to_dict("records"):
         method = row.pop("method")
         row.pop("users")
-        logged.update(final_metrics(row, prefix=f"test.{method}."))
+        logged.update(final_metrics(row, prefix=f"{method}."))
     return combined, table, logged

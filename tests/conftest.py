@@ -1,0 +1,54 @@
+"""Shared fixtures: a throw-away copy of the Kedro project with tiny generated data."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from duet_pipeline.data.synthetic import generate_ratings, write_ratings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+KEDRO = str(Path(sys.executable).with_name("kedro"))
+
+
+@pytest.fixture
+def project_copy(tmp_path: Path) -> Path:
+    """The project's conf/, src/ and pyproject.toml in a temp dir, data layers empty.
+
+    Runs there write their versioned datasets and mlflow.db into tmp_path, never
+    into the developer's checkout.
+    """
+    root = tmp_path / "project"
+    root.mkdir()
+    shutil.copy(REPO_ROOT / "pyproject.toml", root)
+    shutil.copytree(REPO_ROOT / "conf", root / "conf")
+    shutil.copytree(REPO_ROOT / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    for layer in sorted(p.name for p in (REPO_ROOT / "data").iterdir() if p.is_dir()):
+        (root / "data" / layer).mkdir(parents=True)
+    return root
+
+
+@pytest.fixture
+def tiny_ml100k(project_copy: Path) -> Path:
+    """A small generated ratings file in the ml-100k layout inside ``project_copy``."""
+    ratings = generate_ratings(num_users=40, num_items=300, num_rows=1_200, seed=3)
+    write_ratings(ratings, project_copy / "data" / "01_raw" / "ml-100k", "ml-100k")
+    return project_copy
+
+
+def kedro(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the ``kedro`` CLI in ``project`` as a user would."""
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "DUET_DATA_DIR": ""}
+    env.pop("DUET_DATA_DIR")
+    result = subprocess.run(
+        [KEDRO, *args], cwd=project, env=env, capture_output=True, text=True, timeout=600
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"kedro {' '.join(args)} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+        )
+    return result

@@ -1,0 +1,387 @@
+"""Tests for duet_pipeline.models: backbones, head maths and the Recommender (PROTOCOL 3).
+
+Histories are left-padded, most recent last; the mask is True on real items. Backbones
+are called directly with random ``history_emb`` so that values at padded positions can
+be changed freely (the Recommender's item table pins padding row 0 to zeros).
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from duet_pipeline.models.backbones import (
+    BACKBONES,
+    DIN,
+    SASRec,
+    GRU4Rec,
+    build_backbone,
+    right_align,
+)
+from duet_pipeline.models.layers import HeadWeights, StaticHead, apply_head
+from duet_pipeline.models.recommender import ModelConfig, Recommender
+
+DIM = 8
+SEQ_LEN = 6
+LENGTHS = [1, 3, 6, 2, 1]  # real items per row; two rows hold one real item only
+NAMES = sorted(BACKBONES)
+OPTIONS = {"din": {}, "gru4rec": {}, "sasrec": {"num_heads": 2}}
+
+
+@pytest.fixture(autouse=True)
+def _light_torch():
+    """One thread and a fixed seed per test; the previous thread count is restored."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_batch(lengths=LENGTHS, seq_len=SEQ_LEN, dim=DIM):
+    mask = torch.zeros(len(lengths), seq_len, dtype=torch.bool)
+    for row, length in enumerate(lengths):
+        mask[row, seq_len - length:] = True
+    history = torch.randn(len(lengths), seq_len, dim)
+    target = torch.randn(len(lengths), dim)
+    return history, mask, target
+
+
+def with_new_padding(history, mask, scale=50.0):
+    """Same real items, very different (finite) values at padded positions."""
+    noise = torch.randn_like(history) * scale
+    return torch.where(mask.unsqueeze(-1), history, noise)
+
+
+def backbone(name):
+    return build_backbone(name, DIM, SEQ_LEN, OPTIONS[name]).eval()
+
+
+# --------------------------------------------------------------------------- #
+# Registry
+# --------------------------------------------------------------------------- #
+
+
+def test_registry_and_unknown_backbone_error_lists_choices():
+    assert set(BACKBONES) == {"din", "gru4rec", "sasrec"}
+    with pytest.raises(ValueError) as info:
+        build_backbone("transformer", DIM, SEQ_LEN)
+    message = str(info.value)
+    assert "transformer" in message
+    for name in BACKBONES:
+        assert name in message
+
+
+def test_build_backbone_passes_options():
+    gru = build_backbone("gru4rec", DIM, SEQ_LEN, {"num_layers": 3})
+    assert isinstance(gru, GRU4Rec) and gru.gru.num_layers == 3
+    sas = build_backbone("sasrec", DIM, SEQ_LEN, {"num_blocks": 1, "num_heads": 4, "dropout": 0.0})
+    assert isinstance(sas, SASRec) and len(sas.encoder.layers) == 1
+    assert sas.encoder.layers[0].self_attn.num_heads == 4
+    din = build_backbone("din", DIM, SEQ_LEN, {"attention_units": [5]})
+    linears = [m for m in din.activation_unit if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(4 * DIM, 5), (5, 1)]
+
+
+def test_din_default_activation_unit_is_4d_32_16_1():
+    linears = [m for m in DIN(DIM, SEQ_LEN).activation_unit if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [
+        (4 * DIM, 32), (32, 16), (16, 1)
+    ]
+
+
+# --------------------------------------------------------------------------- #
+# Every backbone
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_output_shape_and_finite_with_heavy_padding(name):
+    model = backbone(name)
+    history, mask, target = make_batch()
+    out = model(history, mask, target)
+    assert out.shape == (len(LENGTHS), DIM)
+    assert torch.isfinite(out).all()
+    # A batch where every row holds a single real item, in train mode (dropout on).
+    history, mask, target = make_batch(lengths=[1, 1, 1])
+    model.train()
+    out = model(history, mask, target)
+    assert out.shape == (3, DIM) and torch.isfinite(out).all()
+    out.sum().backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is None or torch.isfinite(p.grad).all(), pname
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_padding_values_do_not_matter(name):
+    model = backbone(name)
+    history, mask, target = make_batch()
+    with torch.no_grad():
+        reference = model(history, mask, target)
+        for _ in range(3):
+            perturbed = model(with_new_padding(history, mask), mask, target)
+            torch.testing.assert_close(perturbed, reference, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_row_is_independent_of_the_rest_of_the_batch(name):
+    model = backbone(name)
+    history, mask, target = make_batch()
+    with torch.no_grad():
+        batch = model(history, mask, target)
+        for row in range(len(LENGTHS)):
+            alone = model(history[row:row + 1], mask[row:row + 1], target[row:row + 1])
+            torch.testing.assert_close(alone[0], batch[row], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_real_history_items_matter(name):
+    """Changing the earliest real item of a row changes that row's user vector."""
+    model = backbone(name)
+    history, mask, target = make_batch()
+    changed = history.clone()
+    row = LENGTHS.index(6)
+    changed[row, 0] += 3.0 * torch.randn(DIM)
+    with torch.no_grad():
+        a = model(history, mask, target)
+        b = model(changed, mask, target)
+    assert not torch.allclose(a[row], b[row], atol=1e-4)
+    others = [r for r in range(len(LENGTHS)) if r != row]
+    torch.testing.assert_close(a[others], b[others])
+
+
+# --------------------------------------------------------------------------- #
+# right_align and GRU4Rec
+# --------------------------------------------------------------------------- #
+
+
+def test_right_align_moves_real_items_to_the_front():
+    history, mask, _ = make_batch()
+    lengths = mask.sum(dim=1)
+    aligned = right_align(history, lengths)
+    for row, length in enumerate(LENGTHS):
+        torch.testing.assert_close(aligned[row, :length], history[row, SEQ_LEN - length:])
+
+
+def test_gru4rec_equals_gru_on_the_unpadded_sequence():
+    model = backbone("gru4rec")
+    assert model.gru.num_layers == 2 and model.gru.hidden_size == DIM
+    history, mask, target = make_batch()
+    with torch.no_grad():
+        out = model(with_new_padding(history, mask), mask, target)
+        for row, length in enumerate(LENGTHS):
+            sequence = history[row, SEQ_LEN - length:].unsqueeze(0)
+            outputs, state = model.gru(sequence)
+            # Top layer, right after the last real item.
+            torch.testing.assert_close(out[row], outputs[0, -1], rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(out[row], state[-1, 0], rtol=1e-5, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- #
+# SASRec
+# --------------------------------------------------------------------------- #
+
+
+def _sasrec_all_positions(model, history, mask):
+    """Outputs at every position (the final LayerNorm's output), via a forward hook."""
+    captured = {}
+    handle = model.norm.register_forward_hook(lambda m, i, o: captured.setdefault("x", o))
+    try:
+        with torch.no_grad():
+            last = model(history, mask, torch.zeros(history.shape[0], DIM))
+    finally:
+        handle.remove()
+    return captured["x"], last
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+def test_sasrec_is_causal(heads):
+    model = build_backbone("sasrec", DIM, SEQ_LEN, {"num_heads": heads}).eval()
+    history, mask, _ = make_batch(lengths=[SEQ_LEN, SEQ_LEN])
+    j = 2
+    changed = history.clone()
+    changed[:, j + 1] += 2.0 * torch.randn(2, DIM)  # change position j + 1 only
+    a, last_a = _sasrec_all_positions(model, history, mask)
+    b, last_b = _sasrec_all_positions(model, changed, mask)
+    assert a.shape == (2, SEQ_LEN, DIM)
+    torch.testing.assert_close(last_a, a[:, -1])  # the user vector is the last position
+    # Positions up to j never see position j + 1 ...
+    torch.testing.assert_close(a[:, : j + 1], b[:, : j + 1], rtol=1e-5, atol=1e-6)
+    # ... while the later ones, including the user vector, do.
+    for pos in range(j + 1, SEQ_LEN):
+        assert not torch.allclose(a[:, pos], b[:, pos], atol=1e-4)
+    assert not torch.allclose(last_a, last_b, atol=1e-4)
+
+
+def test_sasrec_earliest_real_item_reaches_last_output_of_padded_row():
+    model = backbone("sasrec")
+    history, mask, target = make_batch(lengths=[3])
+    changed = history.clone()
+    changed[0, SEQ_LEN - 3] += 3.0 * torch.randn(DIM)
+    with torch.no_grad():
+        assert not torch.allclose(model(history, mask, target), model(changed, mask, target), atol=1e-4)
+
+
+def test_sasrec_padding_invariant_in_train_mode_too():
+    model = build_backbone("sasrec", DIM, SEQ_LEN, {"dropout": 0.2}).train()
+    history, mask, target = make_batch()
+    perturbed = with_new_padding(history, mask)  # drawn before seeding the dropout masks
+    torch.manual_seed(123)
+    a = model(history, mask, target)
+    torch.manual_seed(123)
+    b = model(perturbed, mask, target)
+    assert torch.isfinite(a).all()
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_sasrec_grad_and_no_grad_paths_agree():
+    """Inference (no_grad, possibly PyTorch's fused fast path) matches the training path."""
+    model = build_backbone("sasrec", DIM, SEQ_LEN, {"num_heads": 2}).eval()
+    history, mask, target = make_batch()
+    with_grad = model(history, mask, target)
+    with torch.no_grad():
+        without = model(history, mask, target)
+    torch.testing.assert_close(with_grad.detach(), without, rtol=1e-5, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- #
+# DIN
+# --------------------------------------------------------------------------- #
+
+
+def test_din_attention_masks_padding_and_sums_to_one():
+    model = backbone("din")
+    history, mask, target = make_batch()
+    with torch.no_grad():
+        weights = model.attention_weights(history, mask, target)
+        out = model(history, mask, target)
+    assert weights.shape == (len(LENGTHS), SEQ_LEN)
+    assert (weights[~mask] == 0).all()
+    assert (weights[mask] > 0).all()
+    torch.testing.assert_close(weights.sum(dim=1), torch.ones(len(LENGTHS)))
+    # The user vector is the attention-weighted sum of the history (brute force).
+    for row in range(len(LENGTHS)):
+        expected = sum(weights[row, j] * history[row, j] for j in range(SEQ_LEN) if mask[row, j])
+        torch.testing.assert_close(out[row], expected, rtol=1e-5, atol=1e-6)
+    # A single real item gets all the weight: u is that item's embedding.
+    for row in (r for r, n in enumerate(LENGTHS) if n == 1):
+        torch.testing.assert_close(out[row], history[row, -1])
+
+
+def test_din_really_attends_and_depends_on_the_target():
+    model = backbone("din")
+    history, mask, _ = make_batch(lengths=[SEQ_LEN, 4])
+    t1, t2 = torch.randn(2, DIM), torch.randn(2, DIM)
+    with torch.no_grad():
+        w1 = model.attention_weights(history, mask, t1)
+        w2 = model.attention_weights(history, mask, t2)
+        u1, u2 = model(history, mask, t1), model(history, mask, t2)
+    assert not torch.allclose(w1, w2, atol=1e-4)
+    assert not torch.allclose(u1, u2, atol=1e-4)
+    # Not a plain sum or mean of the history (the reproduction's bug).
+    lengths = mask.sum(dim=1, keepdim=True)
+    uniform = mask.float() / lengths
+    assert not torch.allclose(w1, uniform, atol=1e-3)
+    assert not torch.allclose(u1, (history * mask.unsqueeze(-1)).sum(dim=1), atol=1e-3)
+
+
+# --------------------------------------------------------------------------- #
+# Head maths
+# --------------------------------------------------------------------------- #
+
+
+def _random_head(batch=None):
+    shape = () if batch is None else (batch,)
+    return HeadWeights(
+        torch.randn(*shape, DIM, DIM), torch.randn(*shape, DIM),
+        torch.randn(*shape, DIM, DIM), torch.randn(*shape, DIM),
+    )
+
+
+def test_apply_head_per_row_equal_to_shared_when_expanded():
+    user = torch.randn(5, DIM)
+    shared = _random_head()
+    expanded = HeadWeights(*(t.unsqueeze(0).expand(5, *t.shape) for t in shared.tensors()))
+    assert not shared.per_row and expanded.per_row
+    torch.testing.assert_close(apply_head(user, expanded), apply_head(user, shared), rtol=1e-5, atol=1e-5)
+
+
+def test_apply_head_per_row_uses_each_rows_own_head():
+    user = torch.randn(4, DIM)
+    heads = _random_head(batch=4)
+    out = apply_head(user, heads)
+    for row in range(4):
+        one = HeadWeights(*(t[row] for t in heads.tensors()))
+        torch.testing.assert_close(out[row], apply_head(user[row:row + 1], one)[0], rtol=1e-5, atol=1e-5)
+    # MLP d -> d (tanh) -> d written out for one row.
+    w1, b1, w2, b2 = (t[0] for t in heads.tensors())
+    manual = w2 @ torch.tanh(w1 @ user[0] + b1) + b2
+    torch.testing.assert_close(out[0], manual, rtol=1e-5, atol=1e-5)
+
+
+def test_static_head_weights_and_payload():
+    head = StaticHead(DIM)
+    weights = head.weights(torch.randn(2, SEQ_LEN, DIM), torch.ones(2, SEQ_LEN, dtype=torch.bool))
+    assert weights.w1 is head.layer1.weight and weights.b2 is head.layer2.bias
+    assert weights.payload_bytes() == (2 * DIM * DIM + 2 * DIM) * 4
+    assert _random_head(batch=3).payload_bytes() == (2 * DIM * DIM + 2 * DIM) * 4
+
+
+# --------------------------------------------------------------------------- #
+# Recommender
+# --------------------------------------------------------------------------- #
+
+
+def _histories(num_items=20):
+    history = torch.zeros(len(LENGTHS), SEQ_LEN, dtype=torch.long)
+    for row, length in enumerate(LENGTHS):
+        history[row, SEQ_LEN - length:] = torch.randint(1, num_items + 1, (length,))
+    target = torch.randint(1, num_items + 1, (len(LENGTHS),))
+    return history, target
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_recommender_logits_finite_and_gradients_reach_every_part(name):
+    num_items = 20
+    model = Recommender(
+        ModelConfig(num_items=num_items, max_seq_len=SEQ_LEN, backbone=name, dim=DIM,
+                    backbone_options=OPTIONS[name])
+    )
+    history, target = _histories(num_items)
+    logits = model(history, target)
+    assert logits.shape == (len(LENGTHS),)
+    assert torch.isfinite(logits).all()
+    labels = torch.tensor([1.0, 0.0, 1.0, 0.0, 0.0])
+    nn.functional.binary_cross_entropy_with_logits(logits, labels).backward()
+
+    for part in (model.backbone, model.target_tower, model.head):
+        for pname, p in part.named_parameters():
+            assert p.grad is not None, f"{type(part).__name__}.{pname} got no gradient"
+            assert torch.isfinite(p.grad).all(), pname
+            assert p.grad.abs().sum() > 0, f"{type(part).__name__}.{pname} got a zero gradient"
+    grad = model.items.weight.grad
+    used = torch.unique(torch.cat([history[history > 0], target]))
+    unused = [i for i in range(1, num_items + 1) if i not in set(used.tolist())]
+    assert (grad[used].abs().sum(dim=1) > 0).all()
+    assert (grad[0] == 0).all()  # padding row
+    assert (grad[unused] == 0).all()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_recommender_score_with_received_head(name):
+    model = Recommender(
+        ModelConfig(num_items=20, max_seq_len=SEQ_LEN, backbone=name, dim=DIM,
+                    backbone_options=OPTIONS[name])
+    ).eval()
+    history, target = _histories()
+    with torch.no_grad():
+        default = model(history, target)
+        shared = model.head_weights(history)
+        per_row = HeadWeights(
+            *(t.unsqueeze(0).expand(len(LENGTHS), *t.shape) for t in shared.tensors())
+        )
+        torch.testing.assert_close(model.score(history, target, shared), default)
+        torch.testing.assert_close(model.score(history, target, per_row), default, rtol=1e-5, atol=1e-5)
+        # A different head gives different scores: the head really enters the logit.
+        other = _random_head(batch=len(LENGTHS))
+        assert not torch.allclose(model.score(history, target, other), default, atol=1e-4)

@@ -1,0 +1,90 @@
+"""Tiny end-to-end ``kedro run``s of the real project configuration."""
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import kedro
+
+TINY = "dataset=ml-100k,training.max_epochs=2,training.progress=false"
+
+
+def latest_version(path: Path) -> Path:
+    """The newest version file of a versioned dataset folder."""
+    versions = sorted(path.iterdir())
+    assert versions, f"no versions under {path}"
+    return versions[-1] / path.name
+
+
+def test_data_pipelines_write_versioned_samples(tiny_ml100k: Path) -> None:
+    kedro(tiny_ml100k, "run", "--pipelines=ingestion,feature_engineering", f"--params={TINY}")
+    model_input = tiny_ml100k / "data" / "05_model_input" / "ml-100k"
+    test = pd.read_parquet(latest_version(model_input / "test_samples.parquet"))
+    assert set(test.columns) == {"user_id", "history", "target_item", "label"}
+    assert len(test) == 40 * 100
+    assert (test.groupby("user_id")["label"].sum() == 1).all()
+    assert {len(h) for h in test["history"]} == {10}
+    # A second run adds a version instead of overwriting the first.
+    kedro(tiny_ml100k, "run", "--pipelines=ingestion", f"--params={TINY}")
+    interactions = tiny_ml100k / "data" / "02_intermediate" / "ml-100k" / "interactions.parquet"
+    assert len(list(interactions.iterdir())) == 2
+
+
+def test_duet_run_trains_evaluates_and_logs_to_mlflow(tiny_ml100k: Path) -> None:
+    kedro(tiny_ml100k, "run", "--pipeline=duet", f"--params={TINY},backbone=gru4rec")
+    reporting = tiny_ml100k / "data" / "08_reporting" / "ml-100k" / "gru4rec"
+    table = pd.read_csv(latest_version(reporting / "metrics_table.csv"))
+    assert table["method"].tolist() == ["base"]
+    for column in ("auc", "uauc", "ndcg@10", "hr@10", "logloss"):
+        assert 0.0 <= table.loc[0, column] <= (1.0 if column != "logloss" else 10.0)
+    history = pd.read_csv(latest_version(reporting / "base_training_history.csv"))
+    assert history["epoch"].tolist() == [1, 2]
+
+    with sqlite3.connect(tiny_ml100k / "mlflow.db") as db:
+        runs = db.execute("select run_uuid from runs").fetchall()
+        assert len(runs) == 1
+        metrics = {row[0]: row[1] for row in db.execute("select key, count(*) from metrics group by key")}
+        params = dict(db.execute("select key, value from params").fetchall())
+        artifacts = Path(db.execute("select artifact_uri from runs").fetchone()[0].removeprefix("file://"))
+    assert metrics["base.val_auc"] == 2  # one value per epoch: a metric history
+    assert metrics["base.train_loss"] == 2
+    assert "test.base.auc" in metrics and "test.base.ndcg_at_10" in metrics
+    assert params["backbone"] == "gru4rec" and params["training.learning_rate"] == "0.001"
+    assert (artifacts / "models" / "base_model.pkl").exists()
+    assert (artifacts / "reporting" / "metrics_table.csv").exists()
+
+
+@pytest.mark.parametrize("backbone", ["transformer"])
+def test_unknown_backbone_fails_with_the_valid_choices(tiny_ml100k: Path, backbone: str) -> None:
+    result = kedro(tiny_ml100k, "run", "--pipeline=duet", f"--params={TINY},backbone={backbone}", check=False)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "unknown backbone 'transformer'" in output
+    assert "din" in output and "gru4rec" in output and "sasrec" in output
+
+
+def test_duet_all_trains_every_backbone_in_its_namespace(tiny_ml100k: Path) -> None:
+    kedro(tiny_ml100k, "run", "--pipeline=duet_all", f"--params={TINY},training.max_epochs=1")
+    for backbone in ("din", "gru4rec", "sasrec"):
+        model_dir = tiny_ml100k / "data" / "06_models" / "ml-100k" / backbone / "base_model.pkl"
+        assert len(list(model_dir.iterdir())) == 1
+        table = pd.read_csv(latest_version(tiny_ml100k / "data" / "08_reporting" / "ml-100k" / backbone / "metrics_table.csv"))
+        assert table["method"].tolist() == ["base"]
+
+
+def test_bad_raw_file_fails_naming_file_and_line_and_saves_nothing(tiny_ml100k: Path) -> None:
+    ratings = tiny_ml100k / "data" / "01_raw" / "ml-100k" / "u.data"
+    kedro(tiny_ml100k, "run", "--pipelines=ingestion", f"--params={TINY}")
+    interactions = tiny_ml100k / "data" / "02_intermediate" / "ml-100k" / "interactions.parquet"
+    good_version = latest_version(interactions)
+    lines = ratings.read_text().splitlines()
+    lines[6] = "7\t12\tfive\t881250949"
+    ratings.write_text("\n".join(lines) + "\n")
+    result = kedro(tiny_ml100k, "run", "--pipelines=ingestion", f"--params={TINY}", check=False)
+    output = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0
+    assert "u.data" in output and "line 7" in output
+    assert latest_version(interactions) == good_version
