@@ -76,8 +76,8 @@ def test_build_backbone_passes_options():
     gru = build_backbone("gru4rec", DIM, SEQ_LEN, {"num_layers": 3})
     assert isinstance(gru, GRU4Rec) and gru.gru.num_layers == 3
     sas = build_backbone("sasrec", DIM, SEQ_LEN, {"num_blocks": 1, "num_heads": 4, "dropout": 0.0})
-    assert isinstance(sas, SASRec) and len(sas.encoder.layers) == 1
-    assert sas.encoder.layers[0].self_attn.num_heads == 4
+    assert isinstance(sas, SASRec) and len(sas.blocks) == 1
+    assert sas.blocks[0].num_heads == 4
     din = build_backbone("din", DIM, SEQ_LEN, {"attention_units": [5]})
     linears = [m for m in din.activation_unit if isinstance(m, nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linears] == [(4 * DIM, 5), (5, 1)]

@@ -226,20 +226,22 @@ def samples_frame(
     )
 
 
-def history_matrix(samples: pd.DataFrame) -> np.ndarray:
+def history_matrix(samples: pd.DataFrame, width: int | None = None) -> np.ndarray:
     """The ``history`` column as an (n, max_seq_len) int64 matrix.
 
     Accepts Arrow-backed list columns (what the catalog loads, without a Python
-    object per row) and object columns of lists or arrays.
+    object per row) and object columns of lists or arrays. An empty frame cannot tell
+    its window length, so it gives (0, ``width``) (``width`` defaults to 0).
     """
     column = samples["history"]
+    if len(column) == 0:
+        return np.zeros((0, width or 0), dtype=np.int64)
     if isinstance(column.dtype, pd.ArrowDtype):
         lists = pa.chunked_array(column.array.__arrow_array__()).combine_chunks()
         widths = pa.compute.list_value_length(lists).to_numpy(zero_copy_only=False)
-        width = int(widths[0]) if len(widths) else 0
-        if len(widths) and (widths != width).any():
+        if (widths != widths[0]).any():
             raise ValueError("history lists have different lengths; expected max_seq_len each")
-        return lists.flatten().to_numpy(zero_copy_only=False).astype(np.int64).reshape(-1, width)
+        return lists.flatten().to_numpy(zero_copy_only=False).astype(np.int64).reshape(-1, int(widths[0]))
     return np.stack(column.to_numpy()).astype(np.int64)
 
 

@@ -87,6 +87,40 @@ class GRU4Rec(Backbone):
         return state[-1]
 
 
+class CausalSelfAttentionBlock(nn.Module):
+    """Pre-norm Transformer block (SASRec): x + attn(LN(x)), then x + FFN(LN(x)).
+
+    Written out rather than ``nn.TransformerEncoderLayer``: with d = 32 and 10
+    positions, the generic layer's mask handling costs more than the arithmetic.
+    Dropout acts on the attention weights and the block output only: on CPU, drawing
+    dropout masks costs more than the matrix products of this small model.
+    """
+
+    def __init__(self, dim: int, num_heads: int, dropout: float) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"sasrec num_heads={num_heads} must divide the embedding dim {dim}")
+        self.num_heads = num_heads
+        self.attention_norm = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+        self.ffn_norm = nn.LayerNorm(dim)
+        self.ffn = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, dim))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        batch, seq_len, dim = x.shape
+        heads = self.num_heads
+        q, k, v = self.qkv(self.attention_norm(x)).chunk(3, dim=-1)
+        # (B, L, d) -> (B, heads, L, d / heads)
+        q, k, v = (t.view(batch, seq_len, heads, dim // heads).transpose(1, 2) for t in (q, k, v))
+        scores = q @ k.transpose(-1, -2) / (dim // heads) ** 0.5
+        scores = scores.masked_fill(~allowed.unsqueeze(1), float("-inf"))
+        attended = self.dropout(torch.softmax(scores, dim=-1)) @ v
+        x = x + self.out(attended.transpose(1, 2).reshape(batch, seq_len, dim))
+        return x + self.dropout(self.ffn(self.ffn_norm(x)))
+
+
 class SASRec(Backbone):
     """Self-attentive sequential recommendation: causal Transformer, output at the last position."""
 
@@ -99,18 +133,17 @@ class SASRec(Backbone):
         dropout: float = 0.2,
     ) -> None:
         super().__init__(dim, max_seq_len)
-        self.num_heads = num_heads
         self.position = nn.Embedding(max_seq_len, dim)
         nn.init.normal_(self.position.weight, std=0.1)
-        layer = nn.TransformerEncoderLayer(
-            dim, num_heads, dim_feedforward=dim, dropout=dropout, batch_first=True, norm_first=True
+        self.blocks = nn.ModuleList(
+            CausalSelfAttentionBlock(dim, num_heads, dropout) for _ in range(num_blocks)
         )
-        self.encoder = nn.TransformerEncoder(layer, num_blocks, enable_nested_tensor=False)
         self.dropout = nn.Dropout(dropout)
         self.norm = nn.LayerNorm(dim)
 
-    def attention_mask(self, mask: torch.Tensor) -> torch.Tensor:
-        """(B * heads, L, L) additive mask: causal, padding keys hidden, self always visible.
+    @staticmethod
+    def attention_mask(mask: torch.Tensor) -> torch.Tensor:
+        """(B, L, L) boolean: query i may see key j <= i that is real, and always itself.
 
         Letting each position see itself keeps padded query rows from being fully
         masked, which would turn the softmax into NaN.
@@ -118,17 +151,16 @@ class SASRec(Backbone):
         seq_len = mask.shape[1]
         eye = torch.eye(seq_len, dtype=torch.bool, device=mask.device)
         causal = torch.ones(seq_len, seq_len, dtype=torch.bool, device=mask.device).tril()
-        allowed = causal & (mask.unsqueeze(1) | eye)
-        additive = torch.zeros(allowed.shape, dtype=torch.float32, device=mask.device)
-        additive = additive.masked_fill(~allowed, float("-inf"))
-        return additive.repeat_interleave(self.num_heads, dim=0)
+        return causal & (mask.unsqueeze(1) | eye)
 
     def forward(self, history_emb, mask, target_emb):
-        positions = self.position.weight.unsqueeze(0)
-        x = self.dropout(history_emb * self.dim**0.5 + positions) * mask.unsqueeze(-1)
-        x = self.encoder(x, mask=self.attention_mask(mask))
-        x = self.norm(x) * mask.unsqueeze(-1)
-        return x[:, -1]
+        keep = mask.unsqueeze(-1)
+        x = self.dropout(history_emb * self.dim**0.5 + self.position.weight) * keep
+        allowed = self.attention_mask(mask)
+        for block in self.blocks:
+            # Zero padded positions after every block so they never carry signal.
+            x = block(x, allowed) * keep
+        return self.norm(x)[:, -1]
 
 
 BACKBONES: dict[str, type[Backbone]] = {"din": DIN, "gru4rec": GRU4Rec, "sasrec": SASRec}

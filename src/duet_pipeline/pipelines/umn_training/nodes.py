@@ -37,6 +37,11 @@ def train_base_model(
 ) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any]]:
     """Train the base model; returns its bundle, per-epoch history and MLflow metric history."""
     config = TrainingConfig.from_params(training)
+    if train_samples.empty:
+        raise ValueError(
+            "train_samples is empty: every user has at most 3 interactions, so leave-one-out "
+            "leaves nothing to train on; lower features.min_user_interactions or use more data"
+        )
     train, validation = to_tensors(train_samples), to_tensors(validation_samples)
     torch.manual_seed(config.seed)
     recommender = Recommender(model_config(item_index, train.history.shape[1], backbone, model))
