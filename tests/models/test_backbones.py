@@ -16,7 +16,6 @@ from duet_pipeline.models.backbones import (
     SASRec,
     GRU4Rec,
     build_backbone,
-    right_align,
 )
 from duet_pipeline.models.layers import HeadWeights, StaticHead, apply_head
 from duet_pipeline.models.recommender import ModelConfig, Recommender
@@ -151,16 +150,8 @@ def test_real_history_items_matter(name):
 
 
 # --------------------------------------------------------------------------- #
-# right_align and GRU4Rec
+# GRU4Rec
 # --------------------------------------------------------------------------- #
-
-
-def test_right_align_moves_real_items_to_the_front():
-    history, mask, _ = make_batch()
-    lengths = mask.sum(dim=1)
-    aligned = right_align(history, lengths)
-    for row, length in enumerate(LENGTHS):
-        torch.testing.assert_close(aligned[row, :length], history[row, SEQ_LEN - length:])
 
 
 def test_gru4rec_equals_gru_on_the_unpadded_sequence():

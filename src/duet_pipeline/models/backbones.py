@@ -10,7 +10,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
 
 
 class Backbone(nn.Module):
@@ -60,31 +59,51 @@ class DIN(Backbone):
         return torch.bmm(weights.unsqueeze(1), history_emb).squeeze(1)
 
 
-def right_align(history_emb: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Move each row's real items (left-padded) to the front, as packing expects."""
-    seq_len = history_emb.shape[1]
-    offsets = (seq_len - lengths).unsqueeze(1)
-    index = (torch.arange(seq_len, device=history_emb.device).unsqueeze(0) + offsets) % seq_len
-    return torch.gather(history_emb, 1, index.unsqueeze(-1).expand_as(history_emb))
+def masked_gru(gru: nn.GRU, inputs: torch.Tensor, mask: torch.Tensor, dropout: float = 0.0) -> torch.Tensor:
+    """Top-layer state of ``gru`` after the last real step of left-padded ``inputs``.
+
+    The state starts at zero and a padded step leaves it unchanged, so with left padding
+    this equals running the GRU on the real items alone (what packing does), while
+    staying plain tensor algebra: ``torch.func.vmap`` can batch it over per-user
+    parameters, which packed sequences cannot. Uses ``gru``'s own weights.
+    """
+    steps = mask.unsqueeze(-1)
+    layer_input = inputs
+    for layer in range(gru.num_layers):
+        w_ih, w_hh = getattr(gru, f"weight_ih_l{layer}"), getattr(gru, f"weight_hh_l{layer}")
+        b_ih, b_hh = getattr(gru, f"bias_ih_l{layer}"), getattr(gru, f"bias_hh_l{layer}")
+        # Input projections of every step at once; only the recurrence is sequential.
+        projected = nn.functional.linear(layer_input, w_ih, b_ih)
+        state = inputs.new_zeros(inputs.shape[0], gru.hidden_size)
+        outputs = []
+        for t in range(inputs.shape[1]):
+            r_in, z_in, n_in = projected[:, t].chunk(3, dim=-1)
+            r_hid, z_hid, n_hid = nn.functional.linear(state, w_hh, b_hh).chunk(3, dim=-1)
+            reset = torch.sigmoid(r_in + r_hid)
+            update = torch.sigmoid(z_in + z_hid)
+            candidate = torch.tanh(n_in + reset * n_hid)
+            new_state = (1 - update) * candidate + update * state
+            state = torch.where(steps[:, t], new_state, state)
+            outputs.append(state)
+        layer_input = torch.stack(outputs, dim=1)
+        if dropout and layer < gru.num_layers - 1:
+            layer_input = nn.functional.dropout(layer_input, dropout, gru.training)
+    return state
 
 
 class GRU4Rec(Backbone):
     """GRU over the history; u is the top layer's state right after the last real item.
 
-    Sequences are packed, so padding never enters the recurrence.
+    Padding never enters the recurrence (see :func:`masked_gru`).
     """
 
     def __init__(self, dim: int, max_seq_len: int, num_layers: int = 2, dropout: float = 0.0) -> None:
         super().__init__(dim, max_seq_len)
-        self.gru = nn.GRU(dim, dim, num_layers=num_layers, batch_first=True, dropout=dropout)
+        self.dropout = dropout
+        self.gru = nn.GRU(dim, dim, num_layers=num_layers, batch_first=True)
 
     def forward(self, history_emb, mask, target_emb):
-        lengths = mask.sum(dim=1)
-        packed = pack_padded_sequence(
-            right_align(history_emb, lengths), lengths.cpu(), batch_first=True, enforce_sorted=False
-        )
-        _, state = self.gru(packed)
-        return state[-1]
+        return masked_gru(self.gru, history_emb, mask, self.dropout)
 
 
 class CausalSelfAttentionBlock(nn.Module):
