@@ -50,3 +50,13 @@ def auc_bar_chart(table: pd.DataFrame, title: str) -> plt.Figure:
     axis.set_title(title)
     figure.tight_layout()
     return figure
+
+
+def comparison_markdown(metrics: pd.DataFrame, devices: pd.DataFrame, title: str) -> str:
+    """The comparison of methods as a markdown document: quality, then per-device cost."""
+    quality = metrics[["method", "auc", "uauc", "ndcg@10", "hr@10", "ndcg@5", "hr@5", "logloss"]]
+    parts = [f"# Methods compared: {title}", "", "Test metrics (1 positive + 99 negatives per user):", "",
+             quality.to_markdown(index=False, floatfmt=".4f")]
+    if not devices.empty:
+        parts += ["", "Per-device cost of personalisation:", "", devices.to_markdown(index=False, floatfmt=".4g")]
+    return "\n".join(parts) + "\n"

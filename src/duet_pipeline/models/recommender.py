@@ -1,8 +1,10 @@
 """The recommender: shared item table + backbone + target tower + a head.
 
-Score = <head(u), target_vector>, with u = backbone(history, target). The head is any
-module with ``weights(history_emb, mask) -> HeadWeights``: the static head (base
-model) returns one head for everyone, a parameter generator one head per row.
+Score = <head(u), target_vector>, with u = backbone(history, target). The head is
+either the static head (the base model: one head for every device) or the parameter
+generator (DUET: one head per request, generated from its history). Position weights
+(DUET-PA) scale the history embeddings that enter the generator and, optionally,
+the backbone.
 """
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from torch import nn
 
 from .backbones import build_backbone
 from .layers import HeadWeights, StaticHead, TargetTower, apply_head, item_embedding
+from .position import PositionWeights
+from .ppg import ParameterGenerator
 
 
 @dataclass
@@ -25,13 +29,17 @@ class ModelConfig:
     backbone: str
     dim: int = 32
     backbone_options: dict[str, Any] = field(default_factory=dict)
+    # None: static head (base model); else ParameterGenerator keyword arguments.
+    generator: dict[str, Any] | None = None
+    position_weights: str = "none"
+    position_weights_on_backbone: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 class Recommender(nn.Module):
-    def __init__(self, config: ModelConfig, head: nn.Module | None = None) -> None:
+    def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
         self.items = item_embedding(config.num_items, config.dim)
@@ -39,7 +47,15 @@ class Recommender(nn.Module):
             config.backbone, config.dim, config.max_seq_len, config.backbone_options
         )
         self.target_tower = TargetTower(config.dim)
-        self.head = head if head is not None else StaticHead(config.dim)
+        self.position_weights = PositionWeights(config.position_weights, config.max_seq_len)
+        if config.generator is None:
+            self.head: nn.Module = StaticHead(config.dim)
+        else:
+            self.head = ParameterGenerator(config.dim, config.max_seq_len, **config.generator)
+
+    @property
+    def generates_heads(self) -> bool:
+        return self.config.generator is not None
 
     def embed_history(self, history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """History item ids (B, L) -> embeddings (B, L, d) and the real-item mask (B, L)."""
@@ -48,12 +64,15 @@ class Recommender(nn.Module):
     def user_vector(
         self, history_emb: torch.Tensor, mask: torch.Tensor, target: torch.Tensor
     ) -> torch.Tensor:
+        """The backbone's output u (B, d): the part every device holds statically."""
+        if self.config.position_weights_on_backbone:
+            history_emb = self.position_weights.scale(history_emb, mask)
         return self.backbone(history_emb, mask, self.items(target))
 
     def head_weights(self, history: torch.Tensor) -> HeadWeights:
-        """The head each row's device uses: shared for the base model, generated for DUET."""
+        """The head each request's device uses: shared (base) or generated (DUET)."""
         history_emb, mask = self.embed_history(history)
-        return self.head.weights(history_emb, mask)
+        return self.head.weights(self.position_weights.scale(history_emb, mask), mask)
 
     def score(
         self, history: torch.Tensor, target: torch.Tensor, head: HeadWeights | None = None
@@ -61,7 +80,7 @@ class Recommender(nn.Module):
         """Logits for (history, target) rows; ``head`` given = the device's received head."""
         history_emb, mask = self.embed_history(history)
         if head is None:
-            head = self.head.weights(history_emb, mask)
+            head = self.head.weights(self.position_weights.scale(history_emb, mask), mask)
         user = apply_head(self.user_vector(history_emb, mask, target), head)
         return (user * self.target_tower(self.items(target))).sum(dim=-1)
 
@@ -79,8 +98,8 @@ def model_bundle(model: Recommender, method: str, extra: dict[str, Any] | None =
     }
 
 
-def load_base_model(bundle: dict[str, Any]) -> Recommender:
-    """Rebuild a base (static-head) model from :func:`model_bundle`'s output."""
+def load_model(bundle: dict[str, Any]) -> Recommender:
+    """Rebuild a model (base or DUET) from :func:`model_bundle`'s output, in eval mode."""
     model = Recommender(ModelConfig(**bundle["config"]))
     model.load_state_dict(bundle["state_dict"])
     return model.eval()

@@ -11,7 +11,7 @@ from ..stages import DATA_STAGES, MODEL_STAGES, compose
 
 # Datasets and parameters every backbone namespace shares instead of owning a copy.
 SHARED_DATASETS = {"item_index", "train_samples", "validation_samples", "test_samples"}
-SHARED_PARAMETERS = {"params:model", "params:training"}
+SHARED_PARAMETERS = {"params:model", "params:training", "params:ppg", "params:personalization", "params:dataset"}
 
 
 def per_backbone(model_stages: Pipeline, backbone: str) -> Pipeline:

@@ -1,0 +1,191 @@
+"""Fine-tune baseline: each device trains its own copy of the base model on its own rows.
+
+PROTOCOL section 3: per user, copy the base model, train it on that user's train rows
+(default: all parameters, 1 epoch, batch 1024, Adam lr 1e-3), then score that user's
+candidates. Users are fine-tuned many at a time: their parameters are stacked along a
+new leading dimension and ``torch.func.vmap`` runs every user's forward, backward and
+Adam step at once. :func:`finetune_scores_loop` is the plain per-user reference
+(deep copy + ``torch.optim.Adam``); both follow the same row order and give the same
+scores. Fine-tuning runs in eval mode (no dropout) so a device's result is
+deterministic.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call, grad, vmap
+from tqdm.auto import tqdm
+
+from duet_pipeline.models.recommender import Recommender
+from duet_pipeline.training.tensors import SampleTensors
+
+from .common import Devices, Personalization
+
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
+
+
+@dataclass
+class FinetuneConfig:
+    learning_rate: float = 1e-3
+    batch_size: int = 1024
+    epochs: int = 1
+    trainable: str = "all"  # all | head
+    seed: int = 0
+    users_per_chunk: int = 32
+    progress: bool = True
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> "FinetuneConfig":
+        known = {k: v for k, v in options.items() if k in cls.__dataclass_fields__}
+        config = cls(**known)
+        if config.trainable not in ("all", "head"):
+            raise ValueError(f"finetune.trainable must be 'all' or 'head', got '{config.trainable}'")
+        return config
+
+
+def user_steps(own_rows: SampleTensors, user: int, config: FinetuneConfig) -> list[torch.Tensor]:
+    """Row indices of each optimiser step of ``user``: shuffled per epoch, then batched.
+
+    The shuffle is seeded by (seed, user, epoch), so a device's fine-tuning does not
+    depend on which other devices share its chunk.
+    """
+    rows = torch.nonzero(own_rows.user == user).squeeze(1).numpy()
+    steps = []
+    for epoch in range(config.epochs):
+        order = rows[np.random.default_rng([config.seed, user, epoch]).permutation(len(rows))]
+        steps += [torch.from_numpy(order[i : i + config.batch_size]) for i in range(0, len(order), config.batch_size)]
+    return steps
+
+
+def is_trainable(name: str, config: FinetuneConfig) -> bool:
+    return config.trainable == "all" or name.startswith("head.")
+
+
+def finetune_scores_loop(model: Recommender, devices: Devices, config: FinetuneConfig) -> np.ndarray:
+    """Reference: a deep copy and a ``torch.optim.Adam`` per user, one user at a time."""
+    candidates, own = devices.candidates, devices.own_rows
+    scores = np.zeros(len(candidates), dtype=np.float32)
+    for user in devices.users().tolist():
+        local = copy.deepcopy(model).eval()
+        trainable = [p for n, p in local.named_parameters() if is_trainable(n, config)]
+        optimizer = torch.optim.Adam(trainable, lr=config.learning_rate, betas=ADAM_BETAS, eps=ADAM_EPS)
+        for step in user_steps(own, user, config):
+            loss = nn.functional.binary_cross_entropy_with_logits(
+                local(own.history[step], own.target[step]), own.label[step]
+            )
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        rows = torch.nonzero(candidates.user == user).squeeze(1)
+        with torch.no_grad():
+            scores[rows.numpy()] = local(candidates.history[rows], candidates.target[rows]).numpy()
+    return scores
+
+
+def _padded(indices: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack ragged index lists into (U, R) indices (padded with row 0) and a 0/1 weight."""
+    width = max(1, max(len(i) for i in indices))
+    index = torch.zeros(len(indices), width, dtype=torch.long)
+    weight = torch.zeros(len(indices), width)
+    for k, rows in enumerate(indices):
+        index[k, : len(rows)] = rows
+        weight[k, : len(rows)] = 1.0
+    return index, weight
+
+
+class BatchedFinetuner:
+    """Fine-tunes a chunk of users at once with vmap over stacked parameters."""
+
+    def __init__(self, model: Recommender, config: FinetuneConfig) -> None:
+        self.model = model.eval()
+        self.config = config
+        params = dict(model.named_parameters())
+        self.trainable = {n: p.detach() for n, p in params.items() if is_trainable(n, config)}
+        self.frozen = {n: p.detach() for n, p in params.items() if not is_trainable(n, config)}
+        self._grad = vmap(grad(self._loss), in_dims=(0, 0, 0, 0, 0))
+        self._score = vmap(self._logits, in_dims=(0, 0, 0))
+
+    def _logits(self, trainable: dict, history: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return functional_call(self.model, {**trainable, **self.frozen}, (history, target))
+
+    def _loss(self, trainable, history, target, label, weight) -> torch.Tensor:
+        losses = nn.functional.binary_cross_entropy_with_logits(
+            self._logits(trainable, history, target), label, reduction="none"
+        )
+        # Mean over the real rows of the batch, as the per-user loop's loss.
+        return (losses * weight).sum() / weight.sum().clamp(min=1.0)
+
+    def run(self, devices: Devices, users: list[int]) -> dict[int, np.ndarray]:
+        own, candidates = devices.own_rows, devices.candidates
+        count = len(users)
+        params = {n: p.unsqueeze(0).repeat(count, *([1] * p.dim())) for n, p in self.trainable.items()}
+        first_moment = {n: torch.zeros_like(p) for n, p in params.items()}
+        second_moment = {n: torch.zeros_like(p) for n, p in params.items()}
+        steps = [user_steps(own, user, self.config) for user in users]
+        (beta1, beta2), lr = ADAM_BETAS, self.config.learning_rate
+        for step in range(max((len(s) for s in steps), default=0)):
+            active = torch.tensor([len(s) > step for s in steps])
+            index, weight = _padded([s[step] if len(s) > step else torch.zeros(0, dtype=torch.long) for s in steps])
+            grads = self._grad(params, own.history[index], own.target[index], own.label[index], weight)
+            # Adam exactly as torch.optim.Adam; every active user is at the same step count.
+            correction1, correction2 = 1 - beta1 ** (step + 1), 1 - beta2 ** (step + 1)
+            for name, value in params.items():
+                keep = active.view(-1, *([1] * (value.dim() - 1)))
+                m = beta1 * first_moment[name] + (1 - beta1) * grads[name]
+                v = beta2 * second_moment[name] + (1 - beta2) * grads[name] ** 2
+                denom = (v.sqrt() / correction2**0.5) + ADAM_EPS
+                updated = value - (lr / correction1) * m / denom
+                params[name] = torch.where(keep, updated, value)
+                first_moment[name] = torch.where(keep, m, first_moment[name])
+                second_moment[name] = torch.where(keep, v, second_moment[name])
+        rows = [torch.nonzero(candidates.user == user).squeeze(1) for user in users]
+        index, _ = _padded(rows)
+        with torch.no_grad():
+            logits = self._score(params, candidates.history[index], candidates.target[index])
+        return {user: logits[k, : len(rows[k])].numpy() for k, user in enumerate(users)}
+
+
+def finetune_scores_batched(model: Recommender, devices: Devices, config: FinetuneConfig) -> np.ndarray:
+    """Fine-tune every device, ``users_per_chunk`` at a time; scores in candidate-row order."""
+    candidates, own = devices.candidates, devices.own_rows
+    users = devices.users().numpy()
+    # Users of similar size share a chunk, so little of a chunk's work is padding.
+    sizes = np.bincount(own.user.numpy(), minlength=int(users.max()) + 1)[users]
+    users = users[np.argsort(sizes, kind="stable")].tolist()
+    tuner = BatchedFinetuner(model, config)
+    scores = np.zeros(len(candidates), dtype=np.float32)
+    chunk = config.users_per_chunk
+    with tqdm(total=len(users), desc="finetune devices", unit="device", disable=not config.progress) as bar:
+        for start in range(0, len(users), chunk):
+            for user, user_scores in tuner.run(devices, users[start : start + chunk]).items():
+                scores[torch.nonzero(candidates.user == user).squeeze(1).numpy()] = user_scores
+            bar.update(len(users[start : start + chunk]))
+    return scores
+
+
+def personalize(model: Recommender, devices: Devices, options: dict[str, Any]) -> Personalization:
+    config = FinetuneConfig.from_options(options)
+    started = time.perf_counter()
+    scores = finetune_scores_batched(model, devices, config)
+    seconds = time.perf_counter() - started
+    users = len(devices.users())
+    probe = Devices(devices.candidates.for_users(devices.users()[: int(options.get("loop_devices", 20))]), devices.own_rows)
+    started = time.perf_counter()
+    finetune_scores_loop(model, probe, config)
+    loop_seconds = (time.perf_counter() - started) / max(len(probe.users()), 1)
+    return Personalization(
+        scores,
+        {
+            "devices": float(users),
+            "seconds_per_device": seconds / users,
+            "devices_per_second": users / seconds,
+            "loop_seconds_per_device": loop_seconds,
+        },
+    )

@@ -1,0 +1,4 @@
+"""personalization pipeline."""
+from .pipeline import create_pipeline
+
+__all__ = ["create_pipeline"]

@@ -1,0 +1,16 @@
+"""Personalisation: simulated devices get their model by fine-tuning or by DUET generation."""
+from kedro.pipeline import Pipeline, node, pipeline
+
+from .nodes import finetune_devices, generate_device_heads
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    shared = ["train_samples", "test_samples", "params:personalization"]
+    return pipeline(
+        [
+            node(finetune_devices, inputs=["base_model", *shared],
+                 outputs=["finetune_predictions", "finetune_report"], name="finetune_devices"),
+            node(generate_device_heads, inputs=["duet_model", *shared],
+                 outputs=["duet_predictions", "duet_report"], name="generate_device_heads"),
+        ]
+    )
