@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export KEDRO_DISABLE_TELEMETRY := true
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test viz mlflow-ui benchmark-data benchmark-training clean-outputs
+.PHONY: run test viz mlflow-ui benchmark-data benchmark-training benchmark-duet clean-outputs
 
 # The venv is (re)installed whenever pyproject.toml changes; the stamp files record that.
 $(BIN)/python:
@@ -37,6 +37,9 @@ benchmark-data: $(VENV)/.installed  ## ingestion + features speed (ml-100k, gene
 
 benchmark-training: $(VENV)/.installed  ## base-model quality and speed per backbone on ml-100k
 	$(BIN)/python benchmarks/bench_umn_training.py
+
+benchmark-duet: $(VENV)/.installed  ## base vs finetune vs DUET on ml-100k, every backbone
+	$(BIN)/python benchmarks/bench_duet.py
 
 clean-outputs:  ## delete run outputs (versioned datasets, MLflow runs)
 	find data -mindepth 2 -not -name .gitkeep -not -path 'data/01_raw*' -delete

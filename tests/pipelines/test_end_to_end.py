@@ -9,7 +9,7 @@ import pytest
 
 from conftest import kedro
 
-TINY = "dataset=ml-100k,training.max_epochs=2,training.progress=false"
+TINY = "dataset=ml-100k,training.max_epochs=2,training.progress=false,personalization.finetune.progress=false"
 
 
 def latest_version(path: Path) -> Path:
@@ -33,15 +33,23 @@ def test_data_pipelines_write_versioned_samples(tiny_ml100k: Path) -> None:
     assert len(list(interactions.iterdir())) == 2
 
 
-def test_duet_run_trains_evaluates_and_logs_to_mlflow(tiny_ml100k: Path) -> None:
+def test_duet_run_compares_methods_and_logs_to_mlflow(tiny_ml100k: Path) -> None:
     kedro(tiny_ml100k, "run", "--pipeline=duet", f"--params={TINY},backbone=gru4rec")
     reporting = tiny_ml100k / "data" / "08_reporting" / "ml-100k" / "gru4rec"
     table = pd.read_csv(latest_version(reporting / "metrics_table.csv"))
-    assert table["method"].tolist() == ["base"]
-    for column in ("auc", "uauc", "ndcg@10", "hr@10", "logloss"):
-        assert 0.0 <= table.loc[0, column] <= (1.0 if column != "logloss" else 10.0)
+    assert table["method"].tolist() == ["base", "finetune", "duet+swa"]
+    for column in ("auc", "uauc", "ndcg@10", "hr@10"):
+        assert table[column].between(0.0, 1.0).all()
+    assert (table["users"] == 40).all()
     history = pd.read_csv(latest_version(reporting / "base_training_history.csv"))
     assert history["epoch"].tolist() == [1, 2]
+    devices = pd.read_csv(latest_version(reporting / "device_table.csv")).set_index("method")
+    assert devices.loc["duet+swa", "payload_bytes"] == 2 * (32 * 32 + 32) * 4
+    assert devices.loc["duet+swa", "generation_ms_p50_single"] <= devices.loc["duet+swa", "generation_ms_p99_single"]
+    assert devices.loc["finetune", "seconds_per_device"] > 0
+    comparison = latest_version(reporting / "comparison.md").read_text()
+    assert "| finetune |" in comparison and "| duet+swa |" in comparison
+    assert latest_version(reporting / "auc_by_method.png").read_bytes()[:4] == b"\x89PNG"
 
     with sqlite3.connect(tiny_ml100k / "mlflow.db") as db:
         runs = db.execute("select run_uuid from runs").fetchall()
@@ -50,11 +58,16 @@ def test_duet_run_trains_evaluates_and_logs_to_mlflow(tiny_ml100k: Path) -> None
         params = dict(db.execute("select key, value from params").fetchall())
         artifacts = Path(db.execute("select artifact_uri from runs").fetchone()[0].removeprefix("file://"))
     assert metrics["base.val_auc"] == 2  # one value per epoch: a metric history
-    assert metrics["base.train_loss"] == 2
-    assert "test.base.auc" in metrics and "test.base.ndcg_at_10" in metrics
+    assert metrics["duet.val_auc"] == 2 and metrics["base.train_loss"] == 2
+    # MLflow forbids '@' and '+' in names: ndcg@10 -> ndcg_at_10, duet+swa -> duet_swa.
+    for key in ("test.base.auc", "test.finetune.auc", "test.duet_swa.auc", "test.base.ndcg_at_10",
+                "personalization.duet_swa.payload_bytes", "personalization.finetune.seconds_per_device"):
+        assert key in metrics, key
     assert params["backbone"] == "gru4rec" and params["training.learning_rate"] == "0.001"
-    assert (artifacts / "models" / "base_model.pkl").exists()
-    assert (artifacts / "reporting" / "metrics_table.csv").exists()
+    assert params["ppg.num_generators"] == "4"
+    for artifact in ("models/base_model.pkl", "models/duet_model.pkl", "reporting/metrics_table.csv",
+                     "reporting/comparison.md", "reporting/auc_by_method.png"):
+        assert (artifacts / artifact).exists(), artifact
 
 
 @pytest.mark.parametrize("backbone", ["transformer"])
@@ -72,7 +85,7 @@ def test_duet_all_trains_every_backbone_in_its_namespace(tiny_ml100k: Path) -> N
         model_dir = tiny_ml100k / "data" / "06_models" / "ml-100k" / backbone / "base_model.pkl"
         assert len(list(model_dir.iterdir())) == 1
         table = pd.read_csv(latest_version(tiny_ml100k / "data" / "08_reporting" / "ml-100k" / backbone / "metrics_table.csv"))
-        assert table["method"].tolist() == ["base"]
+        assert table["method"].tolist() == ["base", "finetune", "duet+swa"]
 
 
 def test_bad_raw_file_fails_naming_file_and_line_and_saves_nothing(tiny_ml100k: Path) -> None:

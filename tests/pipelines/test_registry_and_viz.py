@@ -13,7 +13,10 @@ def test_registry_composes_duet_from_the_stages() -> None:
     configure_project("duet_pipeline")
     duet = pipelines["duet"]
     names = {node.name for node in duet.nodes}
-    assert {"ingest_ratings", "build_samples", "train_base_model", "predict_base", "report_metrics"} <= names
+    assert {
+        "ingest_ratings", "build_samples", "train_base_model", "train_duet_model",
+        "finetune_devices", "generate_device_heads", "predict_base", "report_metrics", "report_comparison",
+    } <= names
     assert pipelines["__default__"].nodes == duet.nodes
     assert {"train_samples", "validation_samples", "test_samples"} <= duet.all_outputs()
     namespaced = {node.name for node in pipelines["duet_all"].nodes}

@@ -1,0 +1,97 @@
+"""DUET vs base vs per-device fine-tuning on ml-100k, every backbone, via `kedro run`.
+
+Runs `kedro run --pipeline=duet_all --params=dataset=ml-100k,...` in a scratch copy of
+the project (data from $DUET_DATA_DIR or ../shared/data), then collects each
+backbone's metrics and device-cost tables into docs/benchmarks.md.
+
+    python benchmarks/bench_duet.py                                 # defaults
+    python benchmarks/bench_duet.py --backbone din --params ppg.warm_start=false --section duet_din_cold
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from common import data_dir, machine, project_copy, timed_kedro_run, today, write_section
+
+from duet_pipeline.models.backbones import BACKBONES
+
+# The reproduction's DUET AUC on ml-100k (PROTOCOL section 6); the issue's bar is this - 0.005.
+REPRODUCTION_DUET_AUC = {"din": 0.9004, "sasrec": 0.9067, "gru4rec": 0.9040}
+
+
+def latest(path: Path) -> Path:
+    return sorted(path.iterdir())[-1] / path.name
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--params", default="", help="extra kedro --params, comma-separated")
+    parser.add_argument("--section", default="duet_ml100k")
+    parser.add_argument("--dataset", default="ml-100k")
+    parser.add_argument("--backbone", choices=sorted(BACKBONES), default=None,
+                        help="one backbone through the `duet` pipeline instead of all through `duet_all`")
+    args = parser.parse_args()
+    backbones = [args.backbone] if args.backbone else list(BACKBONES)
+    pipeline = "duet" if args.backbone else "duet_all"
+    params = ",".join(p for p in (f"dataset={args.dataset}", "training.progress=false",
+                                  f"backbone={args.backbone}" if args.backbone else "",
+                                  "personalization.finetune.progress=false", args.params) if p)
+    project = project_copy(Path(tempfile.mkdtemp(prefix="duet-bench-")) / "project")
+    run = timed_kedro_run(project, ["run", f"--pipeline={pipeline}", f"--params={params}"],
+                          env={"DUET_DATA_DIR": str(data_dir())})
+    quality, cost = [], []
+    for backbone in backbones:
+        reporting = project / "data" / "08_reporting" / args.dataset / backbone
+        metrics = pd.read_csv(latest(reporting / "metrics_table.csv")).set_index("method")
+        base_auc = metrics.loc["base", "auc"]
+        for method, row in metrics.iterrows():
+            verdict = ""
+            if method.startswith("duet"):
+                bar = REPRODUCTION_DUET_AUC[backbone] - 0.005
+                verdict = f"{'>=' if row['auc'] >= base_auc else '<'} base; {'>=' if row['auc'] >= bar else '<'} bar {bar:.4f}"
+            quality.append(f"| {backbone} | {method} | {row['auc']:.4f} | {row['uauc']:.4f} | {row['ndcg@10']:.4f} "
+                           f"| {row['hr@10']:.4f} | {row['logloss']:.4f} | {verdict} |")
+        devices = pd.read_csv(latest(reporting / "device_table.csv")).set_index("method")
+        for method, row in devices.iterrows():
+            cost.append(f"| {backbone} | {method} | {row['seconds_per_device'] * 1000:.3f} "
+                        f"| {row.get('generation_ms_p50_single', float('nan')):.3f} "
+                        f"| {row.get('generation_ms_p99_single', float('nan')):.3f} "
+                        f"| {row['devices_per_second']:,.0f} | {row.get('payload_bytes', float('nan')):.0f} |")
+        for name in ("base", "duet"):
+            history = pd.read_csv(latest(reporting / f"{name}_training_history.csv"))
+            best = int(history["val_auc"].idxmax())
+            cost.append(f"| {backbone} | {name} training | epochs run {len(history)}, kept {best + 1}, "
+                        f"median {history['train_seconds'].median():.1f} s/epoch, "
+                        f"{history['train_rows_per_second'].median():,.0f} rows/s | | | | |")
+    write_section(
+        args.section,
+        f"""## DUET vs base vs fine-tune on {args.dataset} ({args.section})
+
+Command: `python benchmarks/bench_duet.py {('--backbone ' + args.backbone + ' ') if args.backbone else ''}{('--params ' + args.params + ' ') if args.params else ''}--section {args.section}`
+(one `kedro run --pipeline={pipeline} --params={params}`).
+Machine: {machine()}. Date: {today()}. Wall time of the run: {run.wall_seconds / 60:.1f} min,
+peak memory {run.peak_rss_mib / 1024:.2f} GiB.
+
+Test metrics at the best-validation epoch (seed 0). "bar" = the public reproduction's DUET AUC - 0.005.
+
+| backbone | method | AUC | UAUC | NDCG@10 | HR@10 | logloss | DUET check |
+|---|---|---:|---:|---:|---:|---:|---|
+{chr(10).join(quality)}
+
+Per-device cost (fine-tune: batched vmap fine-tuning of all devices / number of devices;
+DUET: batched generation time per device, and single-request latency):
+
+| backbone | method | ms / device | single p50 ms | single p99 ms | devices / s | payload bytes |
+|---|---|---:|---:|---:|---:|---:|
+{chr(10).join(cost)}
+""",
+    )
+    print(f"wrote section {args.section} in docs/benchmarks.md")
+
+
+if __name__ == "__main__":
+    main()
