@@ -32,7 +32,9 @@ def swa_mixing_weights(stacked: torch.Tensor, temperature: float) -> torch.Tenso
     flat = stacked.reshape(stacked.shape[0], -1)
     similarity = flat @ flat.T
     scores = similarity.sum(dim=1)
-    return torch.softmax(scores / (temperature * scores.abs().sum()), dim=0)
+    # All-zero weights (e.g. deviation_init_scale 0) give 0 / 0: mix uniformly instead.
+    scale = (temperature * scores.abs().sum()).clamp_min(torch.finfo(scores.dtype).tiny)
+    return torch.softmax(scores / scale, dim=0)
 
 
 class StackedGenerator(nn.Module):

@@ -17,14 +17,21 @@ def duet_variant_name(ppg: dict[str, Any]) -> str:
 
 
 def duet_config(base: ModelConfig, ppg: dict[str, Any]) -> ModelConfig:
-    """The DUET model's config: the base model's backbone with a generated head."""
+    """The DUET model's config: the base model's backbone with a generated head.
+
+    Every generator setting must be given, so the variant's name and the model built
+    can never disagree.
+    """
+    missing = [f"ppg.{key}" for key in GENERATOR_KEYS if key not in ppg]
+    if missing:
+        raise ValueError(f"missing parameters {missing} (see conf/base/parameters_ppg_training.yml)")
     return ModelConfig(
         num_items=base.num_items,
         max_seq_len=base.max_seq_len,
         backbone=base.backbone,
         dim=base.dim,
         backbone_options=dict(base.backbone_options),
-        generator={key: ppg[key] for key in GENERATOR_KEYS if key in ppg},
+        generator={key: ppg[key] for key in GENERATOR_KEYS},
         position_weights=ppg.get("position_weights", "none"),
         position_weights_on_backbone=bool(ppg.get("position_weights_on_backbone", False)),
     )

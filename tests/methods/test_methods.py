@@ -1,0 +1,317 @@
+"""Tests for the personalisation methods: base, DUET and the fine-tune baseline (PROTOCOL 3).
+
+Devices are tiny and hand-built: each user's candidates share one current history window
+and are interleaved with other users' candidates, so row-order bugs show up. Own rows
+differ in number per user, one user has none.
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from duet_pipeline.methods import METHODS, get_method
+from duet_pipeline.methods import base as base_method
+from duet_pipeline.methods import duet as duet_method
+from duet_pipeline.methods import finetune
+from duet_pipeline.methods.common import Devices
+from duet_pipeline.methods.finetune import (
+    FinetuneConfig,
+    finetune_scores_batched,
+    finetune_scores_loop,
+    user_steps,
+)
+from duet_pipeline.models.layers import HeadWeights, apply_head
+from duet_pipeline.models.recommender import ModelConfig, Recommender
+from duet_pipeline.training.tensors import SampleTensors
+
+DIM = 8
+SEQ_LEN = 4
+NUM_ITEMS = 25
+# Hidden 16: with very few generator units, every ReLU can start dead for all histories
+# (tiny N(0, 0.1) embeddings make z nearly history-independent) and heads would all be static.
+GEN = {"generator_hidden": 16, "num_generators": 2, "temperature": 1.0, "deviation_init_scale": 0.5}
+OPTIONS = {"din": {}, "gru4rec": {}, "sasrec": {"num_heads": 2}}
+# user -> number of own (training) rows; user 7 has none.
+OWN_ROWS = {3: 5, 7: 0, 11: 2, 20: 3}
+CANDIDATES_PER_USER = 3
+
+
+@pytest.fixture(autouse=True)
+def _light_torch():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    yield
+    torch.set_num_threads(threads)
+
+
+def random_history(rng, length):
+    row = np.zeros(SEQ_LEN, dtype=np.int64)
+    row[SEQ_LEN - length:] = rng.choice(np.arange(1, NUM_ITEMS + 1), size=length, replace=False)
+    return row
+
+
+def make_devices(own_rows=OWN_ROWS, per_user=CANDIDATES_PER_USER, seed=0) -> Devices:
+    rng = np.random.default_rng(seed)
+    users = sorted(own_rows)
+    current = {u: random_history(rng, int(rng.integers(1, SEQ_LEN + 1))) for u in users}
+    # Candidates interleaved across users: row r belongs to users[r % len(users)].
+    cand_user = np.array([users[r % len(users)] for r in range(per_user * len(users))])
+    cand = SampleTensors(
+        user=torch.from_numpy(cand_user),
+        history=torch.from_numpy(np.stack([current[u] for u in cand_user])),
+        target=torch.from_numpy(rng.integers(1, NUM_ITEMS + 1, size=len(cand_user))),
+        label=torch.from_numpy((np.arange(len(cand_user)) < len(users)).astype(np.float32)),
+    )
+    own_user = np.array([u for u in users for _ in range(own_rows[u])], dtype=np.int64)
+    own_user = own_user[rng.permutation(len(own_user))]  # interleaved
+    own = SampleTensors(
+        user=torch.from_numpy(own_user),
+        history=torch.from_numpy(np.stack([random_history(rng, int(rng.integers(1, SEQ_LEN + 1)))
+                                           for _ in own_user]) if len(own_user) else
+                                 np.zeros((0, SEQ_LEN), dtype=np.int64)),
+        target=torch.from_numpy(rng.integers(1, NUM_ITEMS + 1, size=len(own_user))),
+        label=torch.from_numpy(rng.integers(0, 2, size=len(own_user)).astype(np.float32)),
+    )
+    return Devices(cand, own)
+
+
+def make_model(backbone="gru4rec", generator=None, **kwargs) -> Recommender:
+    return Recommender(ModelConfig(NUM_ITEMS, SEQ_LEN, backbone, dim=DIM, backbone_options=OPTIONS[backbone],
+                                   generator=None if generator is None else dict(generator), **kwargs))
+
+
+def direct_scores(model, data: SampleTensors) -> np.ndarray:
+    model.eval()
+    with torch.no_grad():
+        return model(data.history, data.target).numpy()
+
+
+# --------------------------------------------------------------------------- #
+# Registry and devices
+
+
+def test_method_registry():
+    assert set(METHODS) == {"base", "finetune", "duet"}
+    assert get_method("duet") is duet_method
+    with pytest.raises(ValueError) as err:
+        get_method("federated")
+    for name in METHODS:
+        assert name in str(err.value)
+
+
+def test_current_histories_one_per_device():
+    devices = make_devices()
+    users, hist = devices.current_histories()
+    assert users.tolist() == sorted(OWN_ROWS)
+    for u, h in zip(users.tolist(), hist):
+        rows = (devices.candidates.user == u).nonzero().squeeze(1)
+        assert all(torch.equal(devices.candidates.history[r], h) for r in rows)
+
+
+# --------------------------------------------------------------------------- #
+# Base and DUET
+
+
+@pytest.mark.parametrize("backbone", ["din", "sasrec"])
+def test_base_personalize_is_forward_pass(backbone):
+    model = make_model(backbone).train()  # sasrec has dropout: predict must use eval mode
+    devices = make_devices()
+    out = base_method.personalize(model, devices, {})
+    assert out.scores.shape == (len(devices.candidates),)
+    np.testing.assert_allclose(out.scores, direct_scores(model, devices.candidates), atol=1e-6)
+
+
+@pytest.mark.parametrize("backbone,position", [("gru4rec", "none"), ("din", "linear"), ("sasrec", "gaussian")])
+def test_duet_personalize_matches_forward_and_manual_heads(backbone, position):
+    model = make_model(backbone, GEN, position_weights=position)
+    devices = make_devices()
+    options = {"batch_devices": 3, "latency_devices": 2, "latency_batches": 2}  # 4 devices: 2 batches
+    out = duet_method.personalize(model, devices, options)
+    cand = devices.candidates
+    with torch.no_grad():  # the test is only meaningful if the devices' heads differ
+        heads = model.head_weights(devices.current_histories()[1])
+    assert (heads.w1[1:] - heads.w1[:1]).abs().amax(dim=(1, 2)).min() > 1e-5
+    assert out.scores.shape == (len(cand),)
+    np.testing.assert_allclose(out.scores, direct_scores(model, cand), atol=1e-5)
+
+    # Manual: each device's head from its own history, then the hand-written head MLP.
+    with torch.no_grad():
+        emb, mask = model.items(cand.history), cand.history > 0
+        user_vec = model.user_vector(emb, mask, cand.target).numpy()
+        tower = model.target_tower(model.items(cand.target)).numpy()
+        manual = np.zeros(len(cand), dtype=np.float64)
+        for u in sorted(OWN_ROWS):
+            rows = (cand.user == u).nonzero().squeeze(1)
+            head = model.head_weights(cand.history[rows[:1]])
+            w1, b1, w2, b2 = (t[0].numpy().astype(np.float64) for t in head.tensors())
+            for r in rows.tolist():
+                hidden = np.tanh(w1 @ user_vec[r] + b1)
+                manual[r] = (w2 @ hidden + b2) @ tower[r]
+            # ... and the library path with the same head, broadcast to the device's rows.
+            per_row = HeadWeights(*(t.expand(len(rows), *t.shape[1:]) for t in head.tensors()))
+            via_score = model.score(cand.history[rows], cand.target[rows], per_row).numpy()
+            np.testing.assert_allclose(out.scores[rows.numpy()], via_score, atol=1e-5)
+            via_apply = (apply_head(torch.from_numpy(user_vec[rows.numpy()]), per_row)
+                         * torch.from_numpy(tower[rows.numpy()])).sum(-1).numpy()
+            np.testing.assert_allclose(via_apply, via_score, atol=1e-5)
+    np.testing.assert_allclose(out.scores, manual, atol=1e-5)
+
+    report = out.report
+    assert report["devices"] == len(OWN_ROWS)
+    assert report["payload_bytes"] == 2 * (DIM * DIM + DIM) * 4
+    assert 0 <= report["generation_ms_p50_single"] <= report["generation_ms_p99_single"]
+    assert 0 <= report["generation_ms_p50_per_device_batched"] <= report["generation_ms_p99_per_device_batched"]
+    assert report["devices_per_second"] > 0 and report["seconds_per_device"] > 0
+
+
+def test_duet_heads_are_per_device():
+    """Swapping two devices' histories must change their scores: the head is personal."""
+    model = make_model("din", GEN)
+    devices = make_devices()
+    heads = duet_method.generate_heads(model.eval(), devices.current_histories()[1], batch_size=1)
+    assert heads.w1.shape == (len(OWN_ROWS), DIM, DIM)
+    assert not torch.allclose(heads.w1[0], heads.w1[1], atol=1e-5)
+    full = duet_method.generate_heads(model, devices.current_histories()[1], batch_size=100)
+    for a, b in zip(heads.tensors(), full.tensors()):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_duet_needs_generator():
+    devices = make_devices()
+    with pytest.raises(ValueError, match="parameter generator"):
+        duet_method.personalize(make_model("din"), devices, {})
+
+
+# --------------------------------------------------------------------------- #
+# Fine-tune
+
+
+def ft_config(**kw) -> FinetuneConfig:
+    base = dict(learning_rate=1e-2, batch_size=2, epochs=2, trainable="all", seed=0,
+                users_per_chunk=3, progress=False)
+    return FinetuneConfig(**{**base, **kw})
+
+
+@pytest.mark.parametrize("trainable", ["all", "head"])
+@pytest.mark.parametrize("backbone", ["din", "gru4rec", "sasrec"])
+def test_finetune_batched_equals_loop(backbone, trainable):
+    model = make_model(backbone).eval()
+    devices = make_devices()
+    config = ft_config(trainable=trainable)
+    before = copy.deepcopy(model.state_dict())
+    loop = finetune_scores_loop(model, devices, config)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), f"loop changed the original model's {k}"
+    batched = finetune_scores_batched(model, devices, config)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), f"batched changed the original model's {k}"
+    np.testing.assert_allclose(batched, loop, atol=1e-5, rtol=0)
+
+    base = direct_scores(model, devices.candidates)
+    cand_user = devices.candidates.user.numpy()
+    for u, n in OWN_ROWS.items():
+        rows = cand_user == u
+        if n == 0:
+            np.testing.assert_allclose(loop[rows], base[rows], atol=1e-6)
+            np.testing.assert_allclose(batched[rows], base[rows], atol=1e-6)
+        else:
+            assert np.abs(loop[rows] - base[rows]).max() > 1e-4, f"user {u} not fine-tuned"
+
+
+def test_finetune_chunking_does_not_change_scores():
+    model = make_model("gru4rec").eval()
+    devices = make_devices()
+    one = finetune_scores_batched(model, devices, ft_config(users_per_chunk=1))
+    all_ = finetune_scores_batched(model, devices, ft_config(users_per_chunk=10))
+    np.testing.assert_allclose(one, all_, atol=1e-5, rtol=0)
+
+
+def test_finetune_head_only_differs_from_all():
+    model = make_model("din").eval()
+    devices = make_devices()
+    head = finetune_scores_loop(model, devices, ft_config(trainable="head"))
+    full = finetune_scores_loop(model, devices, ft_config(trainable="all"))
+    assert np.abs(head - full).max() > 1e-5
+
+
+def test_finetune_head_only_trains_only_head():
+    model = make_model("gru4rec").eval()
+    tuner = finetune.BatchedFinetuner(model, ft_config(trainable="head"))
+    assert tuner.trainable and all(n.startswith("head.") for n in tuner.trainable)
+    assert any(n.startswith("backbone.") for n in tuner.frozen)
+    everything = finetune.BatchedFinetuner(model, ft_config(trainable="all"))
+    assert set(everything.trainable) == {n for n, _ in model.named_parameters()}
+
+
+def test_finetune_personalize_report():
+    model = make_model("din").eval()
+    devices = make_devices()
+    options = {"learning_rate": 1e-2, "batch_size": 2, "progress": False, "loop_devices": 2, "unknown": 1}
+    out = finetune.personalize(model, devices, options)
+    want = finetune_scores_batched(model, devices, FinetuneConfig.from_options(options))
+    np.testing.assert_allclose(out.scores, want, atol=1e-6)
+    assert out.report["devices"] == len(OWN_ROWS)
+    assert out.report["loop_seconds_per_device"] > 0
+
+
+def test_finetune_config_options():
+    config = FinetuneConfig.from_options({"epochs": 3, "trainable": "head", "not_a_field": 1})
+    assert config.epochs == 3 and config.trainable == "head"
+    assert FinetuneConfig().learning_rate == 1e-3 and FinetuneConfig().batch_size == 1024
+    assert FinetuneConfig().epochs == 1 and FinetuneConfig().trainable == "all"
+    with pytest.raises(ValueError, match="trainable"):
+        FinetuneConfig.from_options({"trainable": "backbone"})
+
+
+def own_rows_table(users, targets):
+    n = len(users)
+    return SampleTensors(torch.tensor(users), torch.ones(n, SEQ_LEN, dtype=torch.long),
+                         torch.tensor(targets), torch.zeros(n))
+
+
+@pytest.mark.parametrize("n_rows,batch_size", [(7, 3), (6, 2), (1, 4), (0, 2), (5, 5)])
+def test_user_steps_cover_rows_once_per_epoch(n_rows, batch_size):
+    user = 9
+    users = [user] * n_rows + [4, 5, 4]
+    order = np.random.default_rng(0).permutation(len(users))
+    users = [users[i] for i in order]
+    own = own_rows_table(users, list(range(100, 100 + len(users))))
+    config = FinetuneConfig(batch_size=batch_size, epochs=3, seed=1)
+    steps = user_steps(own, user, config)
+    mine = sorted(i for i, u in enumerate(users) if u == user)
+    per_epoch = -(-n_rows // batch_size)  # ceil
+    assert len(steps) == per_epoch * config.epochs
+    for epoch in range(config.epochs):
+        epoch_steps = steps[epoch * per_epoch:(epoch + 1) * per_epoch]
+        assert all(1 <= len(s) <= batch_size for s in epoch_steps)
+        seen = sorted(i for s in epoch_steps for i in s.tolist())
+        assert seen == mine
+    # Deterministic for a seed.
+    again = user_steps(own, user, config)
+    assert [s.tolist() for s in again] == [s.tolist() for s in steps]
+
+
+def test_user_steps_seed_dependent_and_independent_of_other_users():
+    user = 9
+    n = 8
+    users = [user] * n + [1, 2, 2]
+    own = own_rows_table(users, list(range(100, 100 + len(users))))
+    config = FinetuneConfig(batch_size=3, epochs=2, seed=0)
+    targets_of = lambda table, steps: [table.target[s].tolist() for s in steps]  # noqa: E731
+    base = targets_of(own, user_steps(own, user, config))
+    # Other users' rows before, between and after the user's rows; same relative order.
+    other = [5, user, user, 6, user, user, user, 5, 7, user, user, user, 6]
+    mine = iter(range(100, 100 + n))
+    other_targets = [next(mine) if u == user else 500 + k for k, u in enumerate(other)]
+    own2 = own_rows_table(other, other_targets)
+    assert targets_of(own2, user_steps(own2, user, config)) == base
+    # A different seed reshuffles.
+    reseeded = targets_of(own, user_steps(own, user, FinetuneConfig(batch_size=3, epochs=2, seed=1)))
+    assert reseeded != base
+    # Shuffled at all (8 rows: identity order in both epochs would mean no shuffle).
+    flat = [t for step in base for t in step]
+    assert flat != list(range(100, 100 + n)) * 2
