@@ -5,6 +5,7 @@ Trains each backbone exactly as the `umn_training` node does (PROTOCOL section 4
 test metrics at the kept epoch plus seconds per epoch and training rows per second.
 
     python benchmarks/bench_umn_training.py [--backbones din gru4rec sasrec] [--seed 0]
+    python benchmarks/bench_umn_training.py --speed-only     # 3 epochs each, speed table only
 """
 from __future__ import annotations
 
@@ -41,7 +42,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--backbones", nargs="+", default=list(BACKBONES))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--speed-only", action="store_true", help="3 epochs per backbone; speed table only")
     args = parser.parse_args()
+    training = TrainingConfig(seed=args.seed, max_epochs=3 if args.speed_only else 20)
     item_index, data = load_ml100k()
     quality, speed = [], []
     started = time.perf_counter()
@@ -50,7 +53,7 @@ def main() -> None:
         config = ModelConfig(int(item_index["item_index"].max()), 10, backbone,
                              backbone_options=BACKBONE_OPTIONS[backbone])
         model = Recommender(config)
-        result = fit(model, data["train"], data["validation"], TrainingConfig(seed=args.seed),
+        result = fit(model, data["train"], data["validation"], training,
                      description=f"base/{backbone}")
         test = evaluate(model, data["test"])
         bar = REPRODUCTION_BASE_AUC[backbone] - 0.01
@@ -64,6 +67,20 @@ def main() -> None:
         speed.append(f"| {backbone} | {len(data['train']):,} | {seconds:.2f} | {len(data['train']) / seconds:,.0f} |")
         print(quality[-1], speed[-1], sep="\n", flush=True)
     total = time.perf_counter() - started
+    speed_table = f"""Training speed (median over epochs; batch 1024, forward + backward + Adam step, no evaluation):
+
+| backbone | train rows / epoch | seconds / epoch | rows / second |
+|---|---:|---:|---:|
+{chr(10).join(speed)}
+"""
+    if args.speed_only:
+        write_section("umn_training_speed", f"""## Base-model (UMN) training speed on ml-100k
+
+Command: `python benchmarks/bench_umn_training.py --speed-only` (3 epochs per backbone).
+Machine: {machine()}. Date: {today()}.
+
+{speed_table}""")
+        return
     write_section(
         f"umn_training_seed{args.seed}",
         f"""## Base models (UMN) on ml-100k, seed {args.seed}
@@ -78,12 +95,7 @@ Test metrics at the epoch with the best validation AUC (PROTOCOL sections 4-5).
 |---|---:|---:|---:|---|---:|---:|---:|---:|
 {chr(10).join(quality)}
 
-Training speed (median over epochs; batch 1024, forward + backward + Adam step, no evaluation):
-
-| backbone | train rows / epoch | seconds / epoch | rows / second |
-|---|---:|---:|---:|
-{chr(10).join(speed)}
-""",
+{speed_table}""",
     )
 
 

@@ -8,11 +8,26 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from duet_pipeline.data.synthetic import generate_ratings, write_ratings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 KEDRO = str(Path(sys.executable).with_name("kedro"))
+
+
+@pytest.fixture
+def light_torch():
+    """One thread and a fixed seed for a tiny-tensor test; the thread count is restored.
+
+    Tiny models gain nothing from a second thread, and a single thread keeps tests
+    from spinning against other PyTorch processes on a two-core machine.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

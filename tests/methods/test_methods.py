@@ -39,13 +39,7 @@ OWN_ROWS = {3: 5, 7: 0, 11: 2, 20: 3}
 CANDIDATES_PER_USER = 3
 
 
-@pytest.fixture(autouse=True)
-def _light_torch():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("light_torch")
 
 
 def random_history(rng, length):

@@ -27,14 +27,7 @@ NAMES = sorted(BACKBONES)
 OPTIONS = {"din": {}, "gru4rec": {}, "sasrec": {"num_heads": 2}}
 
 
-@pytest.fixture(autouse=True)
-def _light_torch():
-    """One thread and a fixed seed per test; the previous thread count is restored."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("light_torch")
 
 
 def make_batch(lengths=LENGTHS, seq_len=SEQ_LEN, dim=DIM):

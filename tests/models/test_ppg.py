@@ -27,13 +27,7 @@ GEN = {"generator_hidden": HIDDEN, "num_generators": 3, "temperature": 1.0, "dev
 LENGTHS = [5, 2, 3, 1]
 
 
-@pytest.fixture(autouse=True)
-def _light_torch():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("light_torch")
 
 
 def histories(lengths=LENGTHS, seq_len=SEQ_LEN, num_items=NUM_ITEMS, seed=0):
