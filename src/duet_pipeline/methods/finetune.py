@@ -104,9 +104,10 @@ class BatchedFinetuner:
     """Fine-tunes a chunk of users at once with vmap over stacked parameters."""
 
     def __init__(self, model: Recommender, config: FinetuneConfig) -> None:
-        self.model = model.eval()
+        self.model = copy.deepcopy(model).eval()
+        self.model.dedupe_histories = False
         self.config = config
-        params = dict(model.named_parameters())
+        params = dict(self.model.named_parameters())
         self.trainable = {n: p.detach() for n, p in params.items() if is_trainable(n, config)}
         self.frozen = {n: p.detach() for n, p in params.items() if not is_trainable(n, config)}
         self._grad = vmap(grad(self._loss), in_dims=(0, 0, 0, 0, 0))

@@ -1,7 +1,8 @@
 """Backbones ("static layers"): history embeddings (+ target) -> user vector u in R^d.
 
 Every backbone takes ``history_emb`` (B, L, d) left-padded, most recent last, a boolean
-``mask`` (B, L) that is True on real items, and ``target_emb`` (B, d). Histories always
+``mask`` (B, L) that is True on real items, and ``target_emb`` (B, d), which only
+target-aware backbones (``uses_target``) read; the others get None. Histories always
 hold at least one real item, so position L-1 is real.
 """
 from __future__ import annotations
@@ -15,13 +16,17 @@ from torch import nn
 class Backbone(nn.Module):
     """Interface of a backbone; subclasses register themselves in :data:`BACKBONES`."""
 
+    # Whether u depends on the target. If not, rows sharing a history share u, and the
+    # recommender computes it once per distinct history.
+    uses_target: bool = False
+
     def __init__(self, dim: int, max_seq_len: int) -> None:
         super().__init__()
         self.dim = dim
         self.max_seq_len = max_seq_len
 
     def forward(
-        self, history_emb: torch.Tensor, mask: torch.Tensor, target_emb: torch.Tensor
+        self, history_emb: torch.Tensor, mask: torch.Tensor, target_emb: torch.Tensor | None
     ) -> torch.Tensor:
         raise NotImplementedError
 
@@ -32,6 +37,8 @@ class DIN(Backbone):
     The activation unit scores each history item h against the target t from
     [h, t, h - t, h * t]; padding gets no weight.
     """
+
+    uses_target = True
 
     def __init__(self, dim: int, max_seq_len: int, attention_units: tuple[int, ...] = (32, 16)) -> None:
         super().__init__(dim, max_seq_len)

@@ -38,6 +38,17 @@ class ModelConfig:
         return asdict(self)
 
 
+def consecutive_runs(history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(first row of each run of identical consecutive histories, run index of each row).
+
+    Exact and O(B L); unlike ``torch.unique(dim=0)``, which is slow on CPU, it only
+    merges neighbours, which is where shared histories sit in our batches.
+    """
+    starts = torch.ones(len(history), dtype=torch.bool, device=history.device)
+    starts[1:] = (history[1:] != history[:-1]).any(dim=1)
+    return history[starts], torch.cumsum(starts, 0) - 1
+
+
 class Recommender(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -47,6 +58,9 @@ class Recommender(nn.Module):
             config.backbone, config.dim, config.max_seq_len, config.backbone_options
         )
         self.target_tower = TargetTower(config.dim)
+        # torch.unique is data-dependent, which torch.func.vmap cannot batch: callers
+        # that vmap over the model turn the shared-history shortcut off.
+        self.dedupe_histories = True
         self.position_weights = PositionWeights(config.position_weights, config.max_seq_len)
         if config.generator is None:
             self.head: nn.Module = StaticHead(config.dim)
@@ -62,12 +76,16 @@ class Recommender(nn.Module):
         return self.items(history), history > 0
 
     def user_vector(
-        self, history_emb: torch.Tensor, mask: torch.Tensor, target: torch.Tensor
+        self, history_emb: torch.Tensor, mask: torch.Tensor, target: torch.Tensor | None
     ) -> torch.Tensor:
-        """The backbone's output u (B, d): the part every device holds statically."""
+        """The backbone's output u (B, d): the part every device holds statically.
+
+        ``target`` is only read by target-aware backbones (DIN) and may be None otherwise.
+        """
         if self.config.position_weights_on_backbone:
             history_emb = self.position_weights.scale(history_emb, mask)
-        return self.backbone(history_emb, mask, self.items(target))
+        target_emb = self.items(target) if self.backbone.uses_target else None
+        return self.backbone(history_emb, mask, target_emb)
 
     def head_weights(self, history: torch.Tensor) -> HeadWeights:
         """The head each request's device uses: shared (base) or generated (DUET)."""
@@ -77,11 +95,27 @@ class Recommender(nn.Module):
     def score(
         self, history: torch.Tensor, target: torch.Tensor, head: HeadWeights | None = None
     ) -> torch.Tensor:
-        """Logits for (history, target) rows; ``head`` given = the device's received head."""
-        history_emb, mask = self.embed_history(history)
+        """Logits for (history, target) rows; ``head`` given = the device's received head.
+
+        Consecutive rows that share a history (a positive and its negatives, a device's
+        candidates) share the generated head and, for target-free backbones, the user
+        vector: both are computed once per run and gathered back, which gives the same
+        values at a fraction of the cost.
+        """
+        if self.dedupe_histories:
+            distinct, row_of = consecutive_runs(history)
+        else:
+            distinct, row_of = history, torch.arange(len(history), device=history.device)
+        history_emb, mask = self.embed_history(distinct)
         if head is None:
             head = self.head.weights(self.position_weights.scale(history_emb, mask), mask)
-        user = apply_head(self.user_vector(history_emb, mask, target), head)
+            if head.per_row:
+                head = HeadWeights(*(t[row_of] for t in head.tensors()))
+        if self.backbone.uses_target:
+            user = self.user_vector(history_emb[row_of], mask[row_of], target)
+        else:
+            user = self.user_vector(history_emb, mask, None)[row_of]
+        user = apply_head(user, head)
         return (user * self.target_tower(self.items(target))).sum(dim=-1)
 
     def forward(self, history: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

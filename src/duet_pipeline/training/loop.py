@@ -27,6 +27,10 @@ class TrainingConfig:
     weight_decay: float = 0.0
     eval_batch_size: int = 16384
     selection_metric: str = "auc"
+    # "groups": shuffle whole groups of rows sharing a user and history (a positive and
+    # its negatives), so a batch holds each history ~5 times and the model computes
+    # history-only parts once per group; "rows": shuffle single rows.
+    shuffle: str = "groups"
     progress: bool = True
 
     @classmethod
@@ -36,7 +40,10 @@ class TrainingConfig:
             raise ValueError(
                 f"unknown training parameters {sorted(unknown)}; valid: {sorted(cls.__dataclass_fields__)}"
             )
-        return cls(**params)
+        config = cls(**params)
+        if config.shuffle not in ("groups", "rows"):
+            raise ValueError(f"training.shuffle must be 'groups' or 'rows', got '{config.shuffle}'")
+        return config
 
 
 @dataclass
@@ -62,18 +69,35 @@ def evaluate(model: nn.Module, data: SampleTensors, batch_size: int = 16384) -> 
     return compute_metrics(data.user.numpy(), data.label.numpy(), scores)
 
 
+def history_groups(data: SampleTensors) -> tuple[torch.Tensor, torch.Tensor]:
+    """(start, length) of each run of consecutive rows with the same user and history."""
+    changed = torch.ones(len(data), dtype=torch.bool)
+    changed[1:] = (data.user[1:] != data.user[:-1]) | (data.history[1:] != data.history[:-1]).any(dim=1)
+    starts = torch.nonzero(changed).squeeze(1)
+    lengths = torch.diff(starts, append=torch.tensor([len(data)]))
+    return starts, lengths
+
+
+def shuffled_order(groups: tuple[torch.Tensor, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
+    """Row order with the groups in random order and each group's rows kept together."""
+    starts, lengths = groups
+    permutation = torch.randperm(len(starts), generator=generator)
+    starts, lengths = starts[permutation], lengths[permutation]
+    offsets = torch.arange(int(lengths.sum())) - torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
+    return torch.repeat_interleave(starts, lengths) + offsets
+
+
 def train_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     train: SampleTensors,
     batch_size: int,
-    generator: torch.Generator,
+    order: torch.Tensor,
     progress: tqdm | None = None,
 ) -> float:
-    """One pass over shuffled ``train``; returns the mean training loss per row."""
+    """One pass over ``train`` in ``order``; returns the mean training loss per row."""
     model.train()
     loss_fn = nn.BCEWithLogitsLoss()
-    order = torch.randperm(len(train), generator=generator)
     total, rows = 0.0, 0
     for start in range(0, len(train), batch_size):
         batch = train.rows(order[start : start + batch_size])
@@ -105,6 +129,8 @@ def fit(
     optimizer = torch.optim.Adam(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
+    groups = history_groups(train) if config.shuffle == "groups" else (
+        torch.arange(len(train)), torch.ones(len(train), dtype=torch.long))
     best_value, best_epoch, best_state, stale = -np.inf, 0, None, 0
     records = []
     for epoch in range(1, config.max_epochs + 1):
@@ -113,7 +139,8 @@ def fit(
             unit="row", unit_scale=True, disable=not config.progress, leave=True,
         )
         started = time.perf_counter()
-        train_loss = train_epoch(model, optimizer, train, config.batch_size, generator, bar)
+        order = shuffled_order(groups, generator)
+        train_loss = train_epoch(model, optimizer, train, config.batch_size, order, bar)
         train_seconds = time.perf_counter() - started
         metrics = evaluate(model, validation, config.eval_batch_size)
         bar.set_postfix(loss=f"{train_loss:.4f}", val_auc=f"{metrics['auc']:.4f}")

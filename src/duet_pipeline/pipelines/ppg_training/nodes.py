@@ -28,7 +28,7 @@ def train_duet_model(
     train, validation = to_tensors(train_samples), to_tensors(validation_samples)
     torch.manual_seed(config.seed)
     model = Recommender(duet_config(ModelConfig(**base_model["config"]), ppg))
-    if ppg.get("warm_start", True):
+    if ppg["warm_start"]:
         copied = warm_start_from_base(model, base_model["state_dict"])
         logger.info("DUET warm start: %d tensors from the base model", len(copied))
     name = duet_variant_name(ppg)
