@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from duet_pipeline.models.layers import apply_head
+from duet_pipeline.models.layers import HeadWeights, apply_head, apply_head_to_runs
 from duet_pipeline.models.position import FORMULAS, PositionWeights
 from duet_pipeline.models.ppg import ParameterGenerator, StackedGenerator, swa_mixing_weights
 from duet_pipeline.models.recommender import ModelConfig, Recommender, load_model, model_bundle
@@ -445,3 +445,14 @@ def test_bundle_round_trip(backbone, generator, position):
     with torch.no_grad():
         model.items.weight.add_(1.0)
     assert not torch.equal(bundle["state_dict"]["items.weight"], model.items.weight)
+
+
+def test_apply_head_to_runs_equals_per_row_heads():
+    run_lengths = torch.tensor([1, 5, 3, 1, 2])
+    row_of = torch.repeat_interleave(torch.arange(len(run_lengths)), run_lengths)
+    heads = HeadWeights(
+        torch.randn(5, DIM, DIM), torch.randn(5, DIM), torch.randn(5, DIM, DIM), torch.randn(5, DIM)
+    )
+    user = torch.randn(len(row_of), DIM)
+    per_row = apply_head(user, HeadWeights(*(t[row_of] for t in heads.tensors())))
+    torch.testing.assert_close(apply_head_to_runs(user, heads, row_of), per_row)

@@ -82,3 +82,21 @@ class StaticHead(nn.Module):
     def weights(self, history_emb: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> HeadWeights:
         """The shared head; the history is ignored (same signature as generated heads)."""
         return HeadWeights(self.layer1.weight, self.layer1.bias, self.layer2.weight, self.layer2.bias)
+
+
+def apply_head_to_runs(user_vector: torch.Tensor, run_heads: HeadWeights, row_of: torch.Tensor) -> torch.Tensor:
+    """:func:`apply_head` where consecutive rows share a head: ``run_heads`` has one head
+    per run and ``row_of`` (non-decreasing) maps each row to its run.
+
+    Rows are laid out as (runs, longest run, d) so each head multiplies all its rows in
+    one batched product, instead of copying a d x d matrix for every row.
+    """
+    runs = run_heads.w1.shape[0]
+    first_row = torch.searchsorted(row_of, torch.arange(runs, device=row_of.device))
+    slot = torch.arange(len(row_of), device=row_of.device) - first_row[row_of]
+    longest = int(slot.max()) + 1 if len(slot) else 1
+    padded = user_vector.new_zeros(runs, longest, user_vector.shape[-1])
+    padded = padded.index_put((row_of, slot), user_vector)
+    hidden = torch.tanh(torch.baddbmm(run_heads.b1.unsqueeze(1), padded, run_heads.w1.transpose(1, 2)))
+    out = torch.baddbmm(run_heads.b2.unsqueeze(1), hidden, run_heads.w2.transpose(1, 2))
+    return out[row_of, slot]

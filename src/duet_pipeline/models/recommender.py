@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .backbones import build_backbone
-from .layers import HeadWeights, StaticHead, TargetTower, apply_head, item_embedding
+from .layers import HeadWeights, StaticHead, TargetTower, apply_head, apply_head_to_runs, item_embedding
 from .position import PositionWeights
 from .ppg import ParameterGenerator
 
@@ -107,15 +107,20 @@ class Recommender(nn.Module):
         else:
             distinct, row_of = history, torch.arange(len(history), device=history.device)
         history_emb, mask = self.embed_history(distinct)
-        if head is None:
-            head = self.head.weights(self.position_weights.scale(history_emb, mask), mask)
-            if head.per_row:
-                head = HeadWeights(*(t[row_of] for t in head.tensors()))
         if self.backbone.uses_target:
             user = self.user_vector(history_emb[row_of], mask[row_of], target)
         else:
             user = self.user_vector(history_emb, mask, None)[row_of]
-        user = apply_head(user, head)
+        if head is not None:
+            user = apply_head(user, head)
+        else:
+            head = self.head.weights(self.position_weights.scale(history_emb, mask), mask)
+            if not head.per_row:
+                user = apply_head(user, head)
+            elif self.dedupe_histories:
+                user = apply_head_to_runs(user, head, row_of)
+            else:
+                user = apply_head(user, HeadWeights(*(t[row_of] for t in head.tensors())))
         return (user * self.target_tower(self.items(target))).sum(dim=-1)
 
     def forward(self, history: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
