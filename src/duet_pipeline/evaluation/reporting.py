@@ -10,9 +10,6 @@ import pandas as pd
 
 from .metrics import compute_metrics
 
-PREDICTION_COLUMNS = ("user_id", "target_item", "label", "score", "method")
-
-
 def predictions_frame(samples: pd.DataFrame, scores: np.ndarray, method: str) -> pd.DataFrame:
     """Scored rows in the ``predictions`` layout."""
     return pd.DataFrame(

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from duet_pipeline.features.samples import history_matrix
+from duet_pipeline.features.samples import SAMPLE_COLUMNS, history_matrix
 
 
 @dataclass
@@ -29,7 +29,7 @@ class SampleTensors:
 
 def to_tensors(samples: pd.DataFrame) -> SampleTensors:
     """Convert a samples frame (user_id, history, target_item, label) to tensors."""
-    missing = {"user_id", "history", "target_item", "label"} - set(samples.columns)
+    missing = set(SAMPLE_COLUMNS) - set(samples.columns)
     if missing:
         raise ValueError(f"samples frame lacks columns {sorted(missing)}")
     return SampleTensors(
