@@ -17,11 +17,11 @@ class Devices:
 
     ``candidates`` are the rows to score (test: 1 positive + 99 negatives per user,
     all sharing the device's current history window); ``own_rows`` are the device's
-    training rows, which only on-device fine-tuning reads.
+    training rows, which only on-device fine-tuning reads (None where unused).
     """
 
     candidates: SampleTensors
-    own_rows: SampleTensors
+    own_rows: SampleTensors | None = None
 
     def users(self) -> torch.Tensor:
         return torch.unique(self.candidates.user)

@@ -172,6 +172,8 @@ def finetune_scores_batched(model: Recommender, devices: Devices, config: Finetu
 
 
 def personalize(model: Recommender, devices: Devices, options: dict[str, Any]) -> Personalization:
+    if devices.own_rows is None:
+        raise ValueError("fine-tuning needs the devices' own rows (train_samples)")
     config = FinetuneConfig.from_options(options)
     started = time.perf_counter()
     scores = finetune_scores_batched(model, devices, config)

@@ -15,10 +15,11 @@ logger = logging.getLogger(__name__)
 
 
 def _personalize(
-    method: str, model_bundle: dict[str, Any], train_samples: pd.DataFrame,
+    method: str, model_bundle: dict[str, Any], train_samples: pd.DataFrame | None,
     test_samples: pd.DataFrame, options: dict[str, Any],
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    devices = Devices(candidates=to_tensors(test_samples), own_rows=to_tensors(train_samples))
+    own_rows = None if train_samples is None else to_tensors(train_samples)
+    devices = Devices(candidates=to_tensors(test_samples), own_rows=own_rows)
     label = model_bundle["method"] if method == "duet" else method
     result = get_method(method).personalize(load_model(model_bundle), devices, options.get(method, {}))
     logger.info("%s: %s", label, ", ".join(f"{k}={v:.4g}" for k, v in result.report.items()))
@@ -34,8 +35,10 @@ def finetune_devices(
 
 
 def generate_device_heads(
-    duet_model: dict[str, Any], train_samples: pd.DataFrame, test_samples: pd.DataFrame,
-    personalization: dict[str, Any],
+    duet_model: dict[str, Any], test_samples: pd.DataFrame, personalization: dict[str, Any]
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """DUET: heads generated in the cloud from each device's history, scored on the device."""
-    return _personalize("duet", duet_model, train_samples, test_samples, personalization)
+    """DUET: heads generated in the cloud from each device's history, scored on the device.
+
+    No device trains, so the devices' own past rows are not needed.
+    """
+    return _personalize("duet", duet_model, None, test_samples, personalization)

@@ -5,12 +5,12 @@ from .nodes import finetune_devices, generate_device_heads
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    shared = ["train_samples", "test_samples", "params:personalization"]
     return pipeline(
         [
-            node(finetune_devices, inputs=["base_model", *shared],
+            node(finetune_devices,
+                 inputs=["base_model", "train_samples", "test_samples", "params:personalization"],
                  outputs=["finetune_predictions", "finetune_report"], name="finetune_devices"),
-            node(generate_device_heads, inputs=["duet_model", *shared],
+            node(generate_device_heads, inputs=["duet_model", "test_samples", "params:personalization"],
                  outputs=["duet_predictions", "duet_report"], name="generate_device_heads"),
         ]
     )
