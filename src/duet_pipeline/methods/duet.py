@@ -63,7 +63,7 @@ def personalize(model: Recommender, devices: Devices, options: dict[str, Any]) -
         "generation_ms_p50_per_device_batched": batched["p50_ms"] / len(batch),
         "generation_ms_p99_per_device_batched": batched["p99_ms"] / len(batch),
         "devices_per_second": len(users) / batched_seconds,
-        "payload_bytes": float(heads_for_rows(heads, torch.tensor([0])).payload_bytes()),
+        "payload_bytes": float(heads.payload_bytes()),
         "seconds_per_device": batched_seconds / len(users),
     }
     return Personalization(torch.cat(scores).numpy(), report)

@@ -89,7 +89,10 @@ class Recommender(nn.Module):
 
     def head_weights(self, history: torch.Tensor) -> HeadWeights:
         """The head each request's device uses: shared (base) or generated (DUET)."""
-        history_emb, mask = self.embed_history(history)
+        return self._heads(*self.embed_history(history))
+
+    def _heads(self, history_emb: torch.Tensor, mask: torch.Tensor) -> HeadWeights:
+        """Heads from embedded histories; position weights scale what the head sees."""
         return self.head.weights(self.position_weights.scale(history_emb, mask), mask)
 
     def score(
@@ -114,7 +117,7 @@ class Recommender(nn.Module):
         if head is not None:
             user = apply_head(user, head)
         else:
-            head = self.head.weights(self.position_weights.scale(history_emb, mask), mask)
+            head = self._heads(history_emb, mask)
             if not head.per_row:
                 user = apply_head(user, head)
             elif self.dedupe_histories:
