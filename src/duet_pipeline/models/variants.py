@@ -9,6 +9,18 @@ from .recommender import ModelConfig, Recommender
 GENERATOR_KEYS = ("generator_hidden", "num_generators", "temperature", "deviation_init_scale")
 
 
+def base_model_config(num_items: int, max_seq_len: int, backbone: str, model: dict[str, Any]) -> ModelConfig:
+    """The base model's config from the `model` parameters and the data's sizes."""
+    options = model.get("backbone_options", {}).get(backbone, {})
+    return ModelConfig(
+        num_items=num_items,
+        max_seq_len=max_seq_len,
+        backbone=backbone,
+        dim=int(model["dim"]),
+        backbone_options=dict(options),
+    )
+
+
 def duet_variant_name(ppg: dict[str, Any]) -> str:
     """'duet', 'duet+swa', 'duet-pa-linear', 'duet+swa-pa-gaussian', ... from the parameters."""
     name = "duet+swa" if int(ppg.get("num_generators", 1)) > 1 else "duet"

@@ -1,0 +1,156 @@
+"""The paper's comparison as one resumable grid: backbone x method x seed, one MLflow run per cell.
+
+    python benchmarks/grid.py --dataset ml-100k                 # the full grid (make benchmark)
+    python benchmarks/grid.py --dataset ml-100k --seeds 0 --backbones din --methods base,duet+swa
+    python benchmarks/grid.py --dataset ml-100k --report-only   # re-write docs/RESULTS.md from MLflow
+
+Steps: `kedro run` of the data pipelines for the dataset; parameters resolved from
+conf/ exactly as `kedro run --params=dataset=...` resolves them (plus --params); then every
+unit (a training and the cells read from it) whose cells are not yet in MLflow with the
+same configuration hash runs, `--jobs` at a time; finally the dataset's section of
+docs/RESULTS.md and docs/results/<dataset>.csv are written from the MLflow runs.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from common import REPO_ROOT, SHARED_DATA, machine, today
+
+from duet_pipeline.data.movielens import ensure_ratings_file
+from duet_pipeline.experiments.grid import METHODS, apply_overrides, plan_units
+from duet_pipeline.experiments.results import write_dataset_results
+from duet_pipeline.experiments.runner import GridData, init_worker, run_unit_from_file, save_grid_data
+from duet_pipeline.experiments.tracking import GridTracker
+from duet_pipeline.models.backbones import BACKBONES
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", default="ml-100k", help="ml-latest-small | ml-100k | ml-1m")
+    parser.add_argument("--backbones", default=",".join(BACKBONES), help=f"comma-separated, of {sorted(BACKBONES)}")
+    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {list(METHODS)}")
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds")
+    parser.add_argument("--params", default="", help="parameter overrides, e.g. training.max_epochs=5,ppg.temperature=2")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                        help="units trained at once, each with cores/jobs threads (default: one per core)")
+    parser.add_argument("--force", action="store_true", help="re-run cells already in MLflow with the same configuration")
+    parser.add_argument("--report-only", action="store_true", help="only re-write the results from MLflow")
+    parser.add_argument("--project", type=Path, default=REPO_ROOT, help="the Kedro project (default: this one)")
+    parser.add_argument("--results", type=Path, default=None, help="default: <project>/docs/RESULTS.md")
+    parser.add_argument("--experiment", default="duet_grid", help="MLflow experiment of the cells")
+    return parser.parse_args(argv)
+
+
+def resolve_parameters(project: Path, dataset: str, overrides: list[str]) -> tuple[dict, GridData, str]:
+    """conf/ parameters for ``dataset``, the sample tables of the latest data run, and the
+    data version (sha256 of the raw ratings file)."""
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project, runtime_params={"dataset": dataset}) as session:
+        context = session.load_context()
+        params = apply_overrides(context.params, overrides)
+        catalog = context.catalog
+        data = GridData.from_frames(
+            catalog.load("train_samples"), catalog.load("validation_samples"), catalog.load("test_samples"),
+            int(catalog.load("item_index")["item_index"].max()),
+        )
+    raw = params["raw_data"]
+    ratings = ensure_ratings_file(dataset, data_dir=raw.get("data_dir"),
+                                  fallback_root=str(project / raw.get("fallback_root", "data/01_raw")), download=False)
+    return params, data, hashlib.sha256(Path(ratings).read_bytes()).hexdigest()[:16]
+
+
+def run_data_pipelines(project: Path, dataset: str, overrides: list[str]) -> None:
+    kedro = str(Path(sys.executable).with_name("kedro"))
+    data_params = [o for o in overrides if o.startswith(("features.", "raw_data."))]
+    command = [kedro, "run", "--pipelines=ingestion,feature_engineering",
+               f"--params={','.join([f'dataset={dataset}', *data_params])}"]
+    print(f"$ {' '.join(command[1:])}", flush=True)
+    done = subprocess.run(command, cwd=project, env={**os.environ, "KEDRO_DISABLE_TELEMETRY": "true"},
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"the data pipelines failed for {dataset}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+
+
+def summary_line(result) -> str:
+    m, t = result.metrics, result.training
+    return (f"{result.cell.label:<42} AUC {m['auc']:.4f}  UAUC {m['uauc']:.4f}  NDCG@10 {m['ndcg@10']:.4f}  "
+            f"HR@10 {m['hr@10']:.4f}  best epoch {t['best_epoch']:.0f}/{t['epochs']:.0f}  {result.wall_seconds / 60:.1f} min")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    os.chdir(args.project)  # relative paths in conf/ (data/, sqlite:///mlflow.db) are the project's
+    if "DUET_DATA_DIR" not in os.environ and SHARED_DATA.is_dir() and args.dataset != "ml-latest-small":
+        os.environ["DUET_DATA_DIR"] = str(SHARED_DATA)
+    overrides = [o for o in args.params.split(",") if o]
+    started = time.perf_counter()
+    tracker = GridTracker("sqlite:///mlflow.db", args.experiment)
+    if not args.report_only:
+        run_data_pipelines(args.project, args.dataset, overrides)
+    params, data, data_version = resolve_parameters(args.project, args.dataset, overrides)
+    units = plan_units(params, args.dataset, args.backbones.split(","), args.methods.split(","),
+                       [int(s) for s in args.seeds.split(",")], data_version)
+    if not args.report_only:
+        run_grid(units, data, tracker, args, params)
+    wall = time.perf_counter() - started
+    results = args.results or args.project / "docs" / "RESULTS.md"
+    write_dataset_results(
+        tracker, units, data, results,
+        context={"command": "python benchmarks/grid.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+                 "machine": machine(), "date": today(), "wall_seconds": wall, "jobs": args.jobs},
+    )
+    print(f"results: {results}")
+
+
+def run_grid(units, data: GridData, tracker: GridTracker, args: argparse.Namespace, params: dict) -> None:
+    done = set() if args.force else set(tracker.runs(args.dataset).get("config_hash", []))
+    pending = [u for u in units if not all(u.cell_hash(c) in done for c in u.cells)]
+    cells = sum(len(u.cells) for u in units)
+    print(f"{args.dataset}: {cells} cells in {len(units)} trainings; "
+          f"{len(units) - len(pending)} trainings already in MLflow, {len(pending)} to run with {args.jobs} job(s)")
+    if not pending:
+        return
+    jobs = max(1, min(args.jobs, len(pending)))
+    failed: list[str] = []
+    tags = {"data_version": units[0].data_version, "grid_command": " ".join(sys.argv)}
+    with tempfile.TemporaryDirectory() as folder, tqdm(total=sum(len(u.cells) for u in pending), unit="cell",
+                                                        desc=f"grid {args.dataset}") as bar:
+        data_path = str(Path(folder) / "grid_data.pkl")
+        save_grid_data(data, data_path)
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=init_worker, initargs=(threads,)) as pool:
+            futures = {pool.submit(run_unit_from_file, unit, data_path): unit for unit in pending}
+            for future in as_completed(futures):
+                unit = futures[future]
+                try:
+                    results = future.result()
+                except Exception as error:  # one failed training must not lose the others' hours
+                    failed.append(unit.label)
+                    bar.write(f"{unit.label}: FAILED: {type(error).__name__}: {error}")
+                    bar.update(len(unit.cells))
+                    continue
+                for result in results:
+                    tracker.log_cell(result, tags)
+                    bar.write(summary_line(result))
+                    bar.update(1)
+    if failed:
+        raise SystemExit(f"{len(failed)} training(s) failed (their cells are not in MLflow): {failed}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,270 @@
+"""A dataset's grid results: per-seed table, mean +- std summary, timing, and a look at
+every cell where DUET does not beat the base model. Written to docs/RESULTS.md."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from duet_pipeline.evaluation.metrics import compute_metrics
+from duet_pipeline.training.tensors import SampleTensors
+
+from .grid import DUET_VARIANTS, METHODS, Unit
+from .runner import GridData
+from .tracking import GridTracker
+
+QUALITY = {"auc": "test.auc", "uauc": "test.uauc", "ndcg@10": "test.ndcg_at_10", "hr@10": "test.hr_at_10"}
+
+# PROTOCOL section 6: test AUC (paper as quoted by the reproduction; the reproduction).
+# Our "duet+swa" is the paper's DUET (which has SWA); the reproduction's DUET has no SWA,
+# so it sits beside our "duet". Only ml-100k and ml-1m have reference numbers.
+PAPER_AUC = {
+    "ml-1m": {"din": {"base": .9077, "finetune": .9080, "duet+swa": .9230},
+              "sasrec": {"base": .9280, "finetune": .9279, "duet+swa": .9326},
+              "gru4rec": {"base": .9279, "finetune": .9286, "duet+swa": .9311}},
+    "ml-100k": {"din": {"base": .8348, "finetune": .8429, "duet+swa": .8581},
+                "sasrec": {"base": .8721, "finetune": .8719, "duet+swa": .8723},
+                "gru4rec": {"base": .8723, "finetune": .8711, "duet+swa": .8755}},
+}
+REPRODUCTION_AUC = {
+    "ml-1m": {"din": {"base": .9198, "finetune": .9286, "duet": .9306, "duet-pa-linear": .9315, "duet-pa-gaussian": .9318},
+              "sasrec": {"base": .9375, "finetune": .9393, "duet": .9389, "duet-pa-linear": .9390, "duet-pa-gaussian": .9401},
+              "gru4rec": {"base": .9378, "finetune": .9388, "duet": .9389, "duet-pa-linear": .9392, "duet-pa-gaussian": .9393}},
+    "ml-100k": {"din": {"base": .8845, "finetune": .8917, "duet": .9004, "duet-pa-linear": .9012, "duet-pa-gaussian": .9007},
+                "sasrec": {"base": .9079, "finetune": .9070, "duet": .9067, "duet-pa-linear": .9046, "duet-pa-gaussian": .9025},
+                "gru4rec": {"base": .9060, "finetune": .9066, "duet": .9040, "duet-pa-linear": .9021, "duet-pa-gaussian": .9014}},
+}
+
+
+def planned_runs(tracker: GridTracker, units: list[Unit]) -> pd.DataFrame:
+    """The MLflow runs of the planned cells under the current configuration."""
+    hashes = {unit.cell_hash(cell) for unit in units for cell in unit.cells}
+    runs = tracker.runs(units[0].dataset) if units else pd.DataFrame()
+    if runs.empty:
+        return runs
+    runs = runs[runs["config_hash"].isin(hashes)].copy()
+    order = {m: i for i, m in enumerate(METHODS)}
+    return runs.sort_values(["backbone", "method", "seed"], key=lambda c: c.map(order) if c.name == "method" else c)
+
+
+def mean_std(values: pd.Series) -> str:
+    if values.isna().all():
+        return ""
+    if len(values) < 2:
+        return f"{values.mean():.4f}"
+    return f"{values.mean():.4f} ± {values.std(ddof=1):.4f}"
+
+
+def quality_table(runs: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    rows = []
+    for (backbone, method), group in runs.groupby(["backbone", "method"], sort=False):
+        base = runs[(runs["backbone"] == backbone) & (runs["method"] == "base")]
+        gain = group.set_index("seed")["test.auc"] - base.set_index("seed")["test.auc"]
+        rows.append({
+            "backbone": backbone, "method": method, "seeds": len(group),
+            **{name: mean_std(group[column]) for name, column in QUALITY.items()},
+            "AUC - base (paired)": "" if method == "base" or gain.dropna().empty else f"{gain.mean():+.4f}",
+            "paper AUC": _reference(PAPER_AUC, dataset, backbone, method),
+            "reproduction AUC": _reference(REPRODUCTION_AUC, dataset, backbone, method),
+        })
+    return pd.DataFrame(rows)
+
+
+def _reference(table: dict, dataset: str, backbone: str, method: str) -> str:
+    value = table.get(dataset, {}).get(backbone, {}).get(method)
+    return "" if value is None else f"{value:.4f}"
+
+
+def timing_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Training speed of the model each cell uses, and the method's per-device cost."""
+    rows = []
+    for (backbone, method), group in runs.groupby(["backbone", "method"], sort=False):
+        rows.append({
+            "backbone": backbone, "method": method,
+            "trained model": "base" if method in ("base", "finetune") else method,
+            "s/epoch": f"{group['training.seconds_per_epoch'].mean():.1f}",
+            "train rows/s": f"{group['training.train_rows_per_second'].mean():,.0f}",
+            "epochs (best)": f"{group['training.epochs'].mean():.1f} ({group['training.best_epoch'].mean():.1f})",
+            "personalisation ms/device": _ms(group.get("personalization.seconds_per_device")),
+        })
+    return pd.DataFrame(rows)
+
+
+def _ms(seconds: pd.Series | None) -> str:
+    return "" if seconds is None or seconds.isna().all() else f"{seconds.mean() * 1000:.3f}"
+
+
+def device_cost_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """DUET head generation versus on-device fine-tuning, per backbone."""
+    rows = []
+    for backbone, group in runs.groupby("backbone", sort=False):
+        duet = group[group["method"].isin(DUET_VARIANTS)]
+        finetune = group[group["method"] == "finetune"]
+        if duet.empty or finetune.empty:
+            continue
+        generation = duet["personalization.seconds_per_device"].mean() * 1000
+        tuning = finetune["personalization.seconds_per_device"].mean() * 1000
+        rows.append({
+            "backbone": backbone,
+            "DUET generation ms/device (batched)": f"{generation:.4f}",
+            "DUET single request p50 ms": f"{duet['personalization.generation_ms_p50_single'].mean():.3f}",
+            "fine-tune ms/device": f"{tuning:.2f}",
+            "fine-tune / DUET": f"{tuning / generation:,.0f}x",
+            "payload bytes/device": f"{duet['personalization.payload_bytes'].mean():,.0f}",
+        })
+    return pd.DataFrame(rows)
+
+
+def losing_cells(runs: pd.DataFrame) -> list[tuple[str, str]]:
+    """(backbone, DUET method) whose mean test AUC is below the base model's."""
+    means = runs.groupby(["backbone", "method"])["test.auc"].mean()
+    return [
+        (backbone, method) for (backbone, method), auc in means.items()
+        if method in DUET_VARIANTS and (backbone, "base") in means and auc < means[(backbone, "base")]
+    ]
+
+
+def learning_curves(tracker: GridTracker, runs: pd.DataFrame, backbone: str, methods: list[str], path: Path) -> None:
+    """Validation AUC per epoch of the base model and the given DUET variants, every seed."""
+    figure, axis = plt.subplots(figsize=(7, 4))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for colour, method in zip(colours, ["base", *methods]):
+        for i, run in enumerate(runs[(runs["backbone"] == backbone) & (runs["method"] == method)].itertuples()):
+            history = tracker.training_history(run.run_id)
+            axis.plot(history["epoch"], history["val_auc"], color=colour, alpha=0.8, marker=".",
+                      label=method if i == 0 else None)
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("validation AUC")
+    axis.set_title(f"{backbone}: learning curves (every seed)")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def user_groups(data: GridData, bins: int = 4) -> pd.DataFrame:
+    """Per test user: number of train positives (activity quartile) and test history length."""
+    train = data.train
+    positives = pd.Series(train.user[train.label > 0].numpy()).value_counts()
+    test = data.test
+    first = pd.Series(np.arange(len(test))).groupby(test.user.numpy()).first()
+    users = pd.DataFrame({
+        "user_id": first.index,
+        "history_length": (test.history[first.to_numpy()] > 0).sum(dim=1).numpy(),
+    })
+    users["train_positives"] = users["user_id"].map(positives).fillna(0).astype(int)
+    users["activity"] = pd.qcut(users["train_positives"], bins, duplicates="drop").astype(str)
+    return users
+
+
+def breakdown(tracker: GridTracker, runs: pd.DataFrame, users: pd.DataFrame, backbone: str,
+              methods: list[str], by: str) -> pd.DataFrame:
+    """Test AUC and UAUC per user group, mean over seeds, for base and the given methods."""
+    rows = []
+    for method in ["base", *methods]:
+        for run in runs[(runs["backbone"] == backbone) & (runs["method"] == method)].itertuples():
+            predictions = tracker.predictions(run.run_id).merge(users[["user_id", by]], on="user_id")
+            for group, part in predictions.groupby(by, sort=True):
+                metrics = compute_metrics(part["user_id"].to_numpy(), part["label"].to_numpy(), part["score"].to_numpy())
+                rows.append({by: group, "method": method, "seed": run.seed, "users": part["user_id"].nunique(),
+                             "auc": metrics["auc"], "uauc": metrics["uauc"], "ndcg@10": metrics["ndcg@10"]})
+    frame = pd.DataFrame(rows)
+    table = frame.groupby([by, "method"], sort=False).agg(
+        users=("users", "first"), auc=("auc", "mean"), uauc=("uauc", "mean"), ndcg10=("ndcg@10", "mean"))
+    return table.reset_index().rename(columns={"ndcg10": "ndcg@10"})
+
+
+def investigation(tracker: GridTracker, runs: pd.DataFrame, data: GridData, dataset: str, folder: Path,
+                  doc_folder: Path) -> str:
+    """Learning curves and per-group breakdowns for every cell where DUET loses to base."""
+    losing = losing_cells(runs)
+    if not losing:
+        return "Every DUET variant's mean test AUC is at or above the base model's."
+    users = user_groups(data)
+    lengths = users["history_length"].value_counts().sort_index()
+    parts = [
+        "Cells whose mean test AUC is below the base model's: "
+        + ", ".join(f"{b}/{m}" for b, m in losing) + ".",
+        "",
+        "Test history lengths (items in the window): "
+        + ", ".join(f"{length}: {count} users" for length, count in lengths.items())
+        + (". Every test window is full, so a per-history-length breakdown has one group; the"
+           " breakdown below is by user activity (quartiles of the user's train positives) instead."
+           if len(lengths) == 1 else "."),
+    ]
+    for backbone in dict.fromkeys(b for b, _ in losing):
+        methods = [m for b, m in losing if b == backbone]
+        curve = folder / f"{dataset}_{backbone}_learning_curves.png"
+        learning_curves(tracker, runs, backbone, methods, curve)
+        parts += ["", f"#### {backbone}", "", f"![learning curves]({curve.relative_to(doc_folder).as_posix()})", ""]
+        for by in ("activity", "history_length") if len(lengths) > 1 else ("activity",):
+            table = breakdown(tracker, runs, users, backbone, methods, by)
+            parts += [f"Test metrics by {by.replace('_', ' ')} (mean over seeds):", "",
+                      table.to_markdown(index=False, floatfmt=".4f"), ""]
+    return "\n".join(parts)
+
+
+def write_section(doc: Path, name: str, markdown: str, header: str = "# Results\n") -> None:
+    """Replace (or append) the section between ``name``'s markers in ``doc``."""
+    begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
+    block = f"{begin}\n{markdown.strip()}\n{end}"
+    text = doc.read_text() if doc.exists() else header
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else f"{text.rstrip()}\n\n{block}\n"
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(text)
+
+
+def per_seed_table(runs: pd.DataFrame) -> pd.DataFrame:
+    columns = {"backbone": "backbone", "method": "method", "seed": "seed", **{k: v for k, v in QUALITY.items()},
+               "logloss": "test.logloss", "best_epoch": "training.best_epoch", "epochs": "training.epochs",
+               "seconds_per_epoch": "training.seconds_per_epoch",
+               "train_rows_per_second": "training.train_rows_per_second",
+               "personalization_seconds_per_device": "personalization.seconds_per_device",
+               "wall_seconds": "wall_seconds", "config_hash": "config_hash", "run_id": "run_id"}
+    present = {k: v for k, v in columns.items() if v in runs.columns}
+    return runs[list(present.values())].set_axis(list(present), axis=1)
+
+
+def write_dataset_results(tracker: GridTracker, units: list[Unit], data: GridData, doc: Path,
+                          context: dict[str, Any]) -> pd.DataFrame:
+    """docs/RESULTS.md section and docs/results/<dataset>.csv for the planned cells."""
+    dataset = units[0].dataset
+    runs = planned_runs(tracker, units)
+    planned = sum(len(u.cells) for u in units)
+    folder = doc.parent / "results"
+    folder.mkdir(parents=True, exist_ok=True)
+    header = [
+        f"## {dataset}", "",
+        f"- command: `{context['command']}`",
+        f"- machine: {context['machine']}; {context['jobs']} job(s) at once",
+        f"- date: {context['date']}; this invocation's wall time {context['wall_seconds'] / 60:.1f} min"
+        f" (sum of the cells' training times: {runs.drop_duplicates('run_id')['wall_seconds'].sum() / 60 if not runs.empty else 0:.1f} min)",
+        f"- cells finished: {len(runs)} of {planned} planned; per-seed values in "
+        f"[results/{dataset}.csv](results/{dataset}.csv)",
+    ]
+    if runs.empty:
+        write_section(doc, dataset, "\n".join(header + ["", "No finished cells yet."]))
+        return runs
+    per_seed_table(runs).to_csv(folder / f"{dataset}.csv", index=False, float_format="%.6g")
+    body = header + [
+        "", "### Test quality (mean ± std over seeds; 1 positive + 99 negatives per user)", "",
+        quality_table(runs, dataset).to_markdown(index=False, disable_numparse=True),
+        "", "### Training and personalisation cost", "",
+        timing_table(runs).to_markdown(index=False, disable_numparse=True),
+    ]
+    devices = device_cost_table(runs)
+    if not devices.empty:
+        body += ["", devices.to_markdown(index=False, disable_numparse=True)]
+    body += ["", "### Where DUET does not beat base", "",
+             investigation(tracker, runs, data, dataset, folder, doc.parent)]
+    write_section(doc, dataset, "\n".join(body))
+    return runs

@@ -1,0 +1,103 @@
+"""Grid cells as MLflow runs: one run per cell, tagged, and found again by its hash."""
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from duet_pipeline.training.tracking import mlflow_metric_name
+
+from .runner import CellResult
+
+# MLflow caps a parameter value's length; longer values are cut, never rejected.
+_MAX_PARAM_LENGTH = 6000
+_BATCH = 900  # MLflow accepts at most 1000 metrics per log_batch call
+
+
+def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    flat = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = str(value)[:_MAX_PARAM_LENGTH]
+    return flat
+
+
+class GridTracker:
+    """Reads and writes the grid's runs in one MLflow experiment."""
+
+    def __init__(self, tracking_uri: str, experiment: str) -> None:
+        self.client = MlflowClient(tracking_uri)
+        found = self.client.get_experiment_by_name(experiment)
+        self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
+
+    def log_cell(self, result: CellResult, tags: dict[str, str]) -> str:
+        """One finished MLflow run holding the cell's metrics, curve and predictions."""
+        cell = result.cell
+        run_tags = {"dataset": cell.dataset, "backbone": cell.backbone, "method": cell.method,
+                    "seed": str(cell.seed), "config_hash": result.config_hash, **tags}
+        run = self.client.create_run(
+            self.experiment_id, run_name=f"{cell.dataset}/{cell.backbone}/{cell.method}/seed{cell.seed}",
+            tags=run_tags,
+        )
+        run_id = run.info.run_id
+        now = int(time.time() * 1000)
+        metrics = [Metric(mlflow_metric_name(f"test.{k}"), v, now, 0) for k, v in result.metrics.items()]
+        metrics += [Metric(f"training.{k}", v, now, 0) for k, v in result.training.items()]
+        metrics += [Metric(mlflow_metric_name(f"personalization.{k}"), float(v), now, 0)
+                    for k, v in result.personalization.items()]
+        metrics.append(Metric("wall_seconds", result.wall_seconds, now, 0))
+        for column in result.history.columns.drop("epoch"):
+            metrics += [Metric(f"epoch.{mlflow_metric_name(column)}", float(value), now, int(epoch))
+                        for epoch, value in zip(result.history["epoch"], result.history[column])]
+        params = [Param(k, v) for k, v in flatten(result.params).items()]
+        for start in range(0, max(len(metrics), len(params)), _BATCH):
+            self.client.log_batch(run_id, metrics=metrics[start:start + _BATCH], params=params[start:start + _BATCH])
+        with tempfile.TemporaryDirectory() as folder:
+            result.predictions.to_parquet(Path(folder) / "predictions.parquet", index=False)
+            result.history.to_csv(Path(folder) / "training_history.csv", index=False)
+            self.client.log_artifacts(run_id, folder)
+        self.client.set_terminated(run_id, "FINISHED")
+        return run_id
+
+    def runs(self, dataset: str) -> pd.DataFrame:
+        """Every finished cell run of ``dataset``: tags, test/training/personalisation metrics.
+
+        Where a cell was re-run (``--force``) with the same hash, only the latest run is kept.
+        """
+        found = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.dataset = '{dataset}' and attributes.status = 'FINISHED'",
+            max_results=50000,
+        )
+        rows = []
+        for run in found:
+            tags = run.data.tags
+            if "config_hash" not in tags:
+                continue
+            rows.append({
+                "run_id": run.info.run_id, "start_time": run.info.start_time,
+                **{k: tags[k] for k in ("dataset", "backbone", "method", "config_hash")},
+                "seed": int(tags["seed"]), **run.data.metrics,
+            })
+        frame = pd.DataFrame(rows)
+        if frame.empty:
+            return frame
+        return frame.sort_values("start_time").drop_duplicates("config_hash", keep="last").reset_index(drop=True)
+
+    def predictions(self, run_id: str) -> pd.DataFrame:
+        with tempfile.TemporaryDirectory() as folder:
+            path = self.client.download_artifacts(run_id, "predictions.parquet", folder)
+            return pd.read_parquet(path)
+
+    def training_history(self, run_id: str) -> pd.DataFrame:
+        with tempfile.TemporaryDirectory() as folder:
+            path = self.client.download_artifacts(run_id, "training_history.csv", folder)
+            return pd.read_csv(path)
