@@ -5,7 +5,10 @@ BIN := $(VENV)/bin
 export KEDRO_DISABLE_TELEMETRY := true
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test viz mlflow-ui benchmark-data benchmark-training benchmark-duet clean-outputs
+.PHONY: run test viz mlflow-ui benchmark benchmark-kedro-run benchmark-data benchmark-training benchmark-duet clean-outputs
+
+DATASET ?= ml-100k
+GRID_ARGS ?=
 
 # The venv is (re)installed whenever pyproject.toml changes; the stamp files record that.
 $(BIN)/python:
@@ -31,6 +34,12 @@ viz: $(VENV)/.installed  ## a static build of the pipeline DAG in build/
 
 mlflow-ui: $(VENV)/.installed  ## browse and compare runs at http://127.0.0.1:5000
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+
+benchmark: $(VENV)/.installed  ## the paper's grid on DATASET (resumable); writes docs/RESULTS.md
+	$(BIN)/python benchmarks/grid.py --dataset $(DATASET) $(GRID_ARGS)
+
+benchmark-kedro-run: $(VENV)/.installed  ## wall time of `kedro run --pipeline=duet` on the shipped data
+	$(BIN)/python benchmarks/bench_kedro_run.py
 
 benchmark-data: $(VENV)/.installed  ## ingestion + features speed (ml-100k, generated ml-1m size)
 	$(BIN)/python benchmarks/bench_data_pipeline.py

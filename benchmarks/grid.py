@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from common import REPO_ROOT, SHARED_DATA, machine, today
 
-from duet_pipeline.data.movielens import ensure_ratings_file
+from duet_pipeline.data.movielens import ensure_ratings_file, get_spec
 from duet_pipeline.experiments.grid import METHODS, apply_overrides, plan_units
 from duet_pipeline.experiments.results import write_dataset_results
 from duet_pipeline.experiments.runner import GridData, init_worker, run_unit_from_file, save_grid_data
@@ -73,6 +73,15 @@ def resolve_parameters(project: Path, dataset: str, overrides: list[str]) -> tup
     return params, data, hashlib.sha256(Path(ratings).read_bytes()).hexdigest()[:16]
 
 
+def use_shared_data_if_present(dataset: str) -> None:
+    """Without $DUET_DATA_DIR, read ../shared/data where it holds the dataset (as on the
+    team's machines and CI); otherwise the project's data/01_raw (downloading if allowed)."""
+    if os.environ.get("DUET_DATA_DIR"):
+        return
+    if (SHARED_DATA / dataset / get_spec(dataset).ratings_file).is_file():
+        os.environ["DUET_DATA_DIR"] = str(SHARED_DATA)
+
+
 def run_data_pipelines(project: Path, dataset: str, overrides: list[str]) -> None:
     kedro = str(Path(sys.executable).with_name("kedro"))
     data_params = [o for o in overrides if o.startswith(("features.", "raw_data."))]
@@ -94,8 +103,7 @@ def summary_line(result) -> str:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     os.chdir(args.project)  # relative paths in conf/ (data/, sqlite:///mlflow.db) are the project's
-    if "DUET_DATA_DIR" not in os.environ and SHARED_DATA.is_dir() and args.dataset != "ml-latest-small":
-        os.environ["DUET_DATA_DIR"] = str(SHARED_DATA)
+    use_shared_data_if_present(args.dataset)
     overrides = [o for o in args.params.split(",") if o]
     started = time.perf_counter()
     tracker = GridTracker("sqlite:///mlflow.db", args.experiment)

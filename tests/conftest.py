@@ -37,8 +37,12 @@ def project_copy(tmp_path: Path) -> Path:
     Runs there write their versioned datasets and mlflow.db into tmp_path, never
     into the developer's checkout.
     """
-    root = tmp_path / "project"
-    root.mkdir()
+    return make_project_copy(tmp_path / "project")
+
+
+def make_project_copy(root: Path) -> Path:
+    """Copy conf/, src/ and pyproject.toml into ``root`` with empty data layers."""
+    root.mkdir(parents=True)
     shutil.copy(REPO_ROOT / "pyproject.toml", root)
     shutil.copytree(REPO_ROOT / "conf", root / "conf")
     shutil.copytree(REPO_ROOT / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__"))
