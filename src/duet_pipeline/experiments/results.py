@@ -234,6 +234,15 @@ def per_seed_table(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[list(present.values())].set_axis(list(present), axis=1)
 
 
+def training_minutes(runs: pd.DataFrame) -> float:
+    """Minutes of work behind the runs, counting the base training that base and
+    finetune share once."""
+    if runs.empty:
+        return 0.0
+    model = runs["method"].where(runs["method"] != "finetune", "base")
+    return float(runs.assign(model=model).drop_duplicates(["backbone", "seed", "model"])["wall_seconds"].sum() / 60)
+
+
 def write_dataset_results(tracker: GridTracker, units: list[Unit], data: GridData, doc: Path,
                           context: dict[str, Any]) -> pd.DataFrame:
     """docs/RESULTS.md section and docs/results/<dataset>.csv for the planned cells."""
@@ -245,9 +254,11 @@ def write_dataset_results(tracker: GridTracker, units: list[Unit], data: GridDat
     header = [
         f"## {dataset}", "",
         f"- command: `{context['command']}`",
-        f"- machine: {context['machine']}; {context['jobs']} job(s) at once",
-        f"- date: {context['date']}; this invocation's wall time {context['wall_seconds'] / 60:.1f} min"
-        f" (sum of the cells' training times: {runs.drop_duplicates('run_id')['wall_seconds'].sum() / 60 if not runs.empty else 0:.1f} min)",
+        f"- machine: {context['machine']}; {context['jobs']} training(s) at once, one thread each",
+        f"- date: {context['date']}; this invocation's wall time {context['wall_seconds'] / 60:.1f} min",
+        f"- compute: {training_minutes(runs):.0f} min of training and personalisation summed over the"
+        f" finished trainings (wall time with {context['jobs']} at once: about"
+        f" {training_minutes(runs) / max(context['jobs'], 1):.0f} min)",
         f"- cells finished: {len(runs)} of {planned} planned; per-seed values in "
         f"[results/{dataset}.csv](results/{dataset}.csv)",
     ]
