@@ -24,7 +24,8 @@ def data_dir() -> Path:
     return Path(os.environ.get("DUET_DATA_DIR") or SHARED_DATA)
 
 
-def machine() -> str:
+def machine(threads: bool = True) -> str:
+    """CPU, memory, Python and torch; with this process's torch thread count if ``threads``."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -36,7 +37,7 @@ def machine() -> str:
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return (
         f"{os.cpu_count()} cores ({cpu}), {memory:.0f} GiB RAM, Python {platform.python_version()}, "
-        f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
+        f"torch {torch.__version__}" + (f" ({torch.get_num_threads()} threads)" if threads else "")
     )
 
 

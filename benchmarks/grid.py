@@ -94,6 +94,15 @@ def run_data_pipelines(project: Path, dataset: str, overrides: list[str]) -> Non
         raise SystemExit(f"the data pipelines failed for {dataset}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
 
 
+def reproduce_command(args: argparse.Namespace) -> str:
+    """The command that computes these cells (not how this report was written)."""
+    defaults = parse_args([])
+    options = [f"--{name} {getattr(args, name)}" for name in ("backbones", "methods", "seeds", "params")
+               if getattr(args, name) != getattr(defaults, name)]
+    grid = " ".join(["python benchmarks/grid.py", f"--dataset {args.dataset}", *options])
+    return f"`{grid}` (= `make benchmark DATASET={args.dataset}`)" if not options else f"`{grid}`"
+
+
 def summary_line(result) -> str:
     m, t = result.metrics, result.training
     return (f"{result.cell.label:<42} AUC {m['auc']:.4f}  UAUC {m['uauc']:.4f}  NDCG@10 {m['ndcg@10']:.4f}  "
@@ -118,8 +127,9 @@ def main(argv: list[str] | None = None) -> None:
     results = args.results or args.project / "docs" / "RESULTS.md"
     write_dataset_results(
         tracker, units, data, results,
-        context={"command": "python benchmarks/grid.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-                 "machine": machine(), "date": today(), "wall_seconds": wall, "jobs": args.jobs},
+        context={"command": reproduce_command(args), "machine": machine(threads=False), "date": today(),
+                 "wall_seconds": None if args.report_only else wall, "jobs": args.jobs,
+                 "threads": max(1, (os.cpu_count() or 1) // args.jobs)},
     )
     print(f"results: {results}")
 

@@ -253,9 +253,10 @@ def write_dataset_results(tracker: GridTracker, units: list[Unit], data: GridDat
     folder.mkdir(parents=True, exist_ok=True)
     header = [
         f"## {dataset}", "",
-        f"- command: `{context['command']}`",
-        f"- machine: {context['machine']}; {context['jobs']} training(s) at once, one thread each",
-        f"- date: {context['date']}; this invocation's wall time {context['wall_seconds'] / 60:.1f} min",
+        f"- command: {context['command']}",
+        f"- machine: {context['machine']}; trainings: {context['jobs']} at once, {context['threads']} thread(s) each",
+        f"- date: {context['date']}" + ("" if context.get("wall_seconds") is None
+                                        else f"; this invocation's wall time {context['wall_seconds'] / 60:.1f} min"),
         f"- compute: {training_minutes(runs):.0f} min of training and personalisation summed over the"
         f" finished trainings (wall time with {context['jobs']} at once: about"
         f" {training_minutes(runs) / max(context['jobs'], 1):.0f} min)",
