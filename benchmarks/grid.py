@@ -16,11 +16,12 @@ import argparse
 import hashlib
 import multiprocessing
 import os
+import queue
 import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -103,6 +104,19 @@ def reproduce_command(args: argparse.Namespace) -> str:
     return f"`{grid}` (= `make benchmark DATASET={args.dataset}`)" if not options else f"`{grid}`"
 
 
+def show_epochs(progress, running: dict[str, str], bar: tqdm) -> None:
+    """Drain the workers' epoch reports into the bar's postfix: what runs, at which epoch."""
+    before = dict(running)
+    while True:
+        try:
+            label, record = progress.get_nowait()
+        except queue.Empty:
+            break
+        running[label] = f"{label} epoch {record['epoch']} val AUC {record['val_auc']:.4f}"
+    if running != before:
+        bar.set_postfix_str(" | ".join(running.values()), refresh=True)
+
+
 def summary_line(result) -> str:
     m, t = result.metrics, result.training
     return (f"{result.cell.label:<42} AUC {m['auc']:.4f}  UAUC {m['uauc']:.4f}  NDCG@10 {m['ndcg@10']:.4f}  "
@@ -150,22 +164,29 @@ def run_grid(units, data: GridData, tracker: GridTracker, args: argparse.Namespa
         data_path = str(Path(folder) / "grid_data.pkl")
         save_grid_data(data, data_path)
         threads = max(1, (os.cpu_count() or 1) // jobs)
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=init_worker, initargs=(threads,)) as pool:
+        context = multiprocessing.get_context("spawn")
+        progress = context.Queue()
+        with ProcessPoolExecutor(jobs, mp_context=context, initializer=init_worker,
+                                 initargs=(threads, progress)) as pool:
             futures = {pool.submit(run_unit_from_file, unit, data_path): unit for unit in pending}
-            for future in as_completed(futures):
-                unit = futures[future]
-                try:
-                    results = future.result()
-                except Exception as error:  # one failed training must not lose the others' hours
-                    failed.append(unit.label)
-                    bar.write(f"{unit.label}: FAILED: {type(error).__name__}: {error}")
-                    bar.update(len(unit.cells))
-                    continue
-                for result in results:
-                    tracker.log_cell(result, tags)
-                    bar.write(summary_line(result))
-                    bar.update(1)
+            running: dict[str, str] = {}  # unit label -> its latest epoch, shown beside the bar
+            while futures:
+                finished, _ = wait(futures, timeout=1.0, return_when=FIRST_COMPLETED)
+                show_epochs(progress, running, bar)
+                for future in finished:
+                    unit = futures.pop(future)
+                    running.pop(unit.label, None)
+                    try:
+                        results = future.result()
+                    except Exception as error:  # one failed training must not lose the others' hours
+                        failed.append(unit.label)
+                        bar.write(f"{unit.label}: FAILED: {type(error).__name__}: {error}")
+                        bar.update(len(unit.cells))
+                        continue
+                    for result in results:
+                        tracker.log_cell(result, tags)
+                        bar.write(summary_line(result))
+                        bar.update(1)
     if failed:
         raise SystemExit(f"{len(failed)} training(s) failed (their cells are not in MLflow): {failed}")
 

@@ -12,7 +12,7 @@ from duet_pipeline.methods import Devices, get_method
 from duet_pipeline.models.recommender import model_bundle
 from duet_pipeline.models.variants import base_model_config
 from duet_pipeline.training.loop import FitResult, TrainingConfig
-from duet_pipeline.training.models import train_base, train_duet
+from duet_pipeline.training.models import EpochCallback, train_base, train_duet
 from duet_pipeline.training.tensors import SampleTensors, to_tensors
 
 from .grid import DUET_VARIANTS, Cell, Unit
@@ -57,18 +57,18 @@ def training_summary(result: FitResult) -> dict[str, float]:
     }
 
 
-def run_unit(unit: Unit, data: GridData) -> list[CellResult]:
+def run_unit(unit: Unit, data: GridData, on_epoch_end: EpochCallback | None = None) -> list[CellResult]:
     """Train the unit's model and return one result per cell, in ``unit.cells`` order."""
     started = time.perf_counter()
     params = unit.params
     config = TrainingConfig.from_params(params["training"])
     if unit.model in DUET_VARIANTS:
         model, fit_result = train_duet(
-            data.train, data.validation, _base_for_duet(unit, data, config), params["ppg"], config
+            data.train, data.validation, _base_for_duet(unit, data, config), params["ppg"], config, on_epoch_end
         )
     else:
         model, fit_result = train_base(
-            data.train, data.validation, data.num_items, unit.backbone, params["model"], config
+            data.train, data.validation, data.num_items, unit.backbone, params["model"], config, on_epoch_end
         )
     results = []
     for cell in unit.cells:
@@ -101,23 +101,29 @@ def _base_for_duet(unit: Unit, data: GridData, config: TrainingConfig) -> dict[s
     return {"config": shape.to_dict()}
 
 
-# Worker processes of a parallel grid load the dataset's tensors once and keep them.
+# Worker processes of a parallel grid load the dataset's tensors once and keep them,
+# and report each finished epoch on the queue the parent gave them.
 _LOADED: dict[str, GridData] = {}
+_PROGRESS: dict[str, Any] = {}
 
 
-def init_worker(threads: int) -> None:
+def init_worker(threads: int, progress: Any = None) -> None:
     """Each worker gets its share of the cores: small models gain little from threads,
-    and two processes spinning for the same cores slow each other down badly."""
+    and two processes spinning for the same cores slow each other down badly.
+    ``progress`` is a multiprocessing queue receiving ``(unit label, epoch record)``."""
     import torch
 
     torch.set_num_threads(threads)
+    _PROGRESS["queue"] = progress
 
 
 def run_unit_from_file(unit: Unit, data_path: str) -> list[CellResult]:
     """:func:`run_unit` with the data pickled at ``data_path`` (see :func:`save_grid_data`)."""
     if data_path not in _LOADED:
         _LOADED[data_path] = pd.read_pickle(data_path)
-    return run_unit(unit, _LOADED[data_path])
+    queue = _PROGRESS.get("queue")
+    report = None if queue is None else (lambda record: queue.put((unit.label, record)))
+    return run_unit(unit, _LOADED[data_path], report)
 
 
 def save_grid_data(data: GridData, path: str) -> None:

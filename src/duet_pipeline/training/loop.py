@@ -4,7 +4,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -119,8 +119,12 @@ def fit(
     validation: SampleTensors,
     config: TrainingConfig,
     description: str = "train",
+    on_epoch_end: Callable[[dict[str, float]], None] | None = None,
 ) -> FitResult:
     """Train ``model`` and return the state of the epoch with the best validation metric.
+
+    ``on_epoch_end`` receives each epoch's history row (e.g. to report progress from a
+    worker process, where a progress bar cannot be shown).
 
     Stops after ``patience`` epochs without improvement. The returned history has one
     row per epoch: train loss, every validation metric, seconds and rows per second.
@@ -150,6 +154,8 @@ def fit(
              "train_rows_per_second": len(train) / train_seconds,
              **{f"val_{name}": value for name, value in metrics.items()}}
         )
+        if on_epoch_end is not None:
+            on_epoch_end(records[-1])
         value = metrics[config.selection_metric]
         if value > best_value:
             best_value, best_epoch, stale = value, epoch, 0
