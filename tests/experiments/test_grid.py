@@ -117,3 +117,25 @@ def test_quality_table_mean_std_paired_gain_and_references() -> None:
 
 def test_losing_cells_are_the_duet_variants_below_base() -> None:
     assert losing_cells(runs_frame()) == [("din", "duet+swa")]
+
+
+def test_user_groups_count_train_positives_and_test_window_length() -> None:
+    import torch
+
+    from duet_pipeline.experiments.results import user_groups
+    from duet_pipeline.experiments.runner import GridData
+    from duet_pipeline.training.tensors import SampleTensors
+
+    # Users 1..4 with 1, 2, 3, 8 train positives (each positive followed by a negative).
+    positives = {1: 1, 2: 2, 3: 3, 4: 8}
+    users = torch.tensor([u for u, n in positives.items() for _ in range(2 * n)])
+    labels = torch.tensor([1.0, 0.0] * sum(positives.values()))
+    train = SampleTensors(users, torch.ones(len(users), 4, dtype=torch.long), torch.ones(len(users), dtype=torch.long), labels)
+    # Test windows: user u's history has u real items (left-padded with 0).
+    history = torch.tensor([[0] * (4 - u) + [5] * u for u in (1, 2, 3, 4) for _ in range(3)])
+    test_users = torch.tensor([u for u in (1, 2, 3, 4) for _ in range(3)])
+    test = SampleTensors(test_users, history, torch.ones(12, dtype=torch.long), torch.tensor([1.0, 0.0, 0.0] * 4))
+    groups = user_groups(GridData(train, train, test, None, 10), bins=2).set_index("user_id")
+    assert groups["train_positives"].to_dict() == positives
+    assert groups["history_length"].to_dict() == {1: 1, 2: 2, 3: 3, 4: 4}
+    assert groups.loc[1, "activity"] == groups.loc[2, "activity"] != groups.loc[4, "activity"]

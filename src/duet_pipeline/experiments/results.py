@@ -161,7 +161,10 @@ def user_groups(data: GridData, bins: int = 4) -> pd.DataFrame:
         "history_length": (test.history[first.to_numpy()] > 0).sum(dim=1).numpy(),
     })
     users["train_positives"] = users["user_id"].map(positives).fillna(0).astype(int)
-    users["activity"] = pd.qcut(users["train_positives"], bins, duplicates="drop").astype(str)
+    quartile = pd.qcut(users["train_positives"], bins, labels=False, duplicates="drop")
+    ranges = users.groupby(quartile)["train_positives"].agg(["min", "max"])
+    names = {q: f"Q{q + 1}: {low}-{high} train positives" for q, (low, high) in ranges.iterrows()}
+    users["activity"] = quartile.map(names)
     return users
 
 
