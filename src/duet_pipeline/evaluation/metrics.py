@@ -19,10 +19,10 @@ def logloss(labels: np.ndarray, logits: np.ndarray) -> float:
     return float(np.mean(np.logaddexp(0.0, logits) - labels * logits))
 
 
-def user_auc(users: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> float:
-    """UAUC: mean over users of each user's AUC (ties count one half, as in sklearn).
+def per_user_auc(users: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> pd.Series:
+    """Each user's AUC (ties count one half, as in sklearn), indexed by user.
 
-    Users whose rows are all positive or all negative have no AUC and are skipped.
+    Users whose rows are all positive or all negative have no AUC and are left out.
     """
     frame = pd.DataFrame({"user": users, "label": np.asarray(labels) > 0, "score": scores})
     # Mann-Whitney: AUC = (sum of positive ranks - P(P+1)/2) / (P N), average ranks for ties.
@@ -33,9 +33,14 @@ def user_auc(users: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> float
     negatives = sizes - positives
     rank_sum = frame["rank"].where(frame["label"], 0.0).groupby(frame["user"]).sum()
     valid = (positives > 0) & (negatives > 0)
-    aucs = (rank_sum[valid] - positives[valid] * (positives[valid] + 1) / 2) / (
+    return (rank_sum[valid] - positives[valid] * (positives[valid] + 1) / 2) / (
         positives[valid] * negatives[valid]
     )
+
+
+def user_auc(users: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> float:
+    """UAUC: mean over users of each user's AUC (see :func:`per_user_auc`)."""
+    aucs = per_user_auc(users, labels, scores)
     return float(aucs.mean()) if len(aucs) else float("nan")
 
 

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from duet_pipeline.evaluation.metrics import compute_metrics
+from duet_pipeline.evaluation.metrics import compute_metrics, per_user_auc
 from duet_pipeline.training.tensors import SampleTensors
 
 from .grid import DUET_VARIANTS, METHODS, Unit
@@ -185,6 +185,41 @@ def breakdown(tracker: GridTracker, runs: pd.DataFrame, users: pd.DataFrame, bac
     return table.reset_index().rename(columns={"ndcg10": "ndcg@10"})
 
 
+def paired_user_differences(tracker: GridTracker, runs: pd.DataFrame, cells: list[tuple[str, str]]) -> pd.DataFrame:
+    """Per-user AUC of each cell minus the base model's (same backbone and seed): the
+    mean over users with a normal 95% interval, and the share of users it helps, so a
+    difference can be told from noise. UAUC difference = the mean over users."""
+    rows = []
+    for backbone, method in cells:
+        for seed in sorted(runs[(runs["backbone"] == backbone) & (runs["method"] == method)]["seed"]):
+            pair = {m: runs[(runs["backbone"] == backbone) & (runs["method"] == m) & (runs["seed"] == seed)]
+                    for m in ("base", method)}
+            if any(p.empty for p in pair.values()):
+                continue
+            aucs = {}
+            for m, run in pair.items():
+                predictions = tracker.predictions(run["run_id"].iloc[0])
+                aucs[m] = per_user_auc(predictions["user_id"].to_numpy(), predictions["label"].to_numpy(),
+                                       predictions["score"].to_numpy())
+            diff = (aucs[method] - aucs["base"]).dropna()
+            half = 1.96 * diff.std(ddof=1) / np.sqrt(len(diff))
+            rows.append({"backbone": backbone, "method": method, "seed": seed, "users": len(diff),
+                         "UAUC - base": f"{diff.mean():+.4f}", "95% interval": f"[{diff.mean() - half:+.4f}, {diff.mean() + half:+.4f}]",
+                         "users helped / hurt": f"{(diff > 0).mean():.0%} / {(diff < 0).mean():.0%}"})
+    return pd.DataFrame(rows)
+
+
+def relative_to_base(table: pd.DataFrame, by: str, metric: str) -> pd.DataFrame:
+    """One row per group: users, the base model's metric, and each method's difference."""
+    wide = table.pivot(index=by, columns="method", values=metric)
+    users = table.drop_duplicates(by).set_index(by)["users"]
+    out = pd.DataFrame({by: wide.index, "users": users.reindex(wide.index).to_numpy(),
+                        f"base {metric}": wide["base"].map("{:.4f}".format).to_numpy()})
+    for method in (m for m in table["method"].unique() if m != "base"):
+        out[f"{method} - base"] = (wide[method] - wide["base"]).map("{:+.4f}".format).to_numpy()
+    return out
+
+
 def investigation(tracker: GridTracker, runs: pd.DataFrame, data: GridData, dataset: str, folder: Path,
                   doc_folder: Path) -> str:
     """Learning curves and per-group breakdowns for every cell where DUET loses to base."""
@@ -203,6 +238,10 @@ def investigation(tracker: GridTracker, runs: pd.DataFrame, data: GridData, data
            " breakdown below is by user activity (quartiles of the user's train positives) instead."
            if len(lengths) == 1 else "."),
     ]
+    paired = paired_user_differences(tracker, runs, losing)
+    if not paired.empty:
+        parts += ["", "Paired per-user difference to base (same backbone and seed; interval: mean ± 1.96 standard"
+                  " errors over users):", "", paired.to_markdown(index=False, disable_numparse=True)]
     for backbone in dict.fromkeys(b for b, _ in losing):
         methods = [m for b, m in losing if b == backbone]
         curve = folder / f"{dataset}_{backbone}_learning_curves.png"
@@ -210,8 +249,9 @@ def investigation(tracker: GridTracker, runs: pd.DataFrame, data: GridData, data
         parts += ["", f"#### {backbone}", "", f"![learning curves]({curve.relative_to(doc_folder).as_posix()})", ""]
         for by in ("activity", "history_length") if len(lengths) > 1 else ("activity",):
             table = breakdown(tracker, runs, users, backbone, methods, by)
-            parts += [f"Test metrics by {by.replace('_', ' ')} (mean over seeds):", "",
-                      table.to_markdown(index=False, floatfmt=".4f"), ""]
+            for metric in ("auc", "ndcg@10"):
+                parts += [f"Test {metric.upper()} by {by.replace('_', ' ')}: base, and each variant minus base "
+                          f"(mean over seeds):", "", relative_to_base(table, by, metric).to_markdown(index=False, disable_numparse=True), ""]
     return "\n".join(parts)
 
 
