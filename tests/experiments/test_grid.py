@@ -139,3 +139,30 @@ def test_user_groups_count_train_positives_and_test_window_length() -> None:
     assert groups["train_positives"].to_dict() == positives
     assert groups["history_length"].to_dict() == {1: 1, 2: 2, 3: 3, 4: 4}
     assert groups.loc[1, "activity"] == groups.loc[2, "activity"] != groups.loc[4, "activity"]
+
+
+def test_paired_user_differences_match_a_direct_computation() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    from duet_pipeline.experiments.results import paired_user_differences
+
+    rng = np.random.default_rng(1)
+    users = np.repeat(np.arange(50), 10)
+    labels = np.tile([1] + [0] * 9, 50)
+    base_scores = rng.normal(size=500) + labels
+    duet_scores = base_scores + rng.normal(scale=0.5, size=500)
+    frames = {name: pd.DataFrame({"user_id": users, "label": labels, "score": s})
+              for name, s in (("b", base_scores), ("d", duet_scores))}
+
+    class FakeTracker:
+        def predictions(self, run_id: str) -> pd.DataFrame:
+            return frames[run_id]
+
+    runs = pd.DataFrame({"backbone": ["din", "din"], "method": ["base", "duet"], "seed": [0, 0], "run_id": ["b", "d"]})
+    row = paired_user_differences(FakeTracker(), runs, [("din", "duet")]).iloc[0]
+    per_user = np.array([roc_auc_score(labels[users == u], duet_scores[users == u])
+                         - roc_auc_score(labels[users == u], base_scores[users == u]) for u in range(50)])
+    assert row["UAUC - base"] == f"{per_user.mean():+.4f}"
+    half = 1.96 * per_user.std(ddof=1) / np.sqrt(50)
+    assert row["95% interval"] == f"[{per_user.mean() - half:+.4f}, {per_user.mean() + half:+.4f}]"
+    assert row["users helped / hurt"] == f"{(per_user > 0).mean():.0%} / {(per_user < 0).mean():.0%}"
