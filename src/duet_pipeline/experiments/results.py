@@ -83,14 +83,15 @@ def _reference(table: dict, dataset: str, backbone: str, method: str) -> str:
 
 
 def timing_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Training speed of the model each cell uses, and the method's per-device cost."""
+    """Training speed of the model each cell uses, and the method's per-device cost
+    (medians over seeds: a timing disturbed by other work on the machine moves a mean)."""
     rows = []
     for (backbone, method), group in runs.groupby(["backbone", "method"], sort=False):
         rows.append({
             "backbone": backbone, "method": method,
             "trained model": "base" if method in ("base", "finetune") else method,
-            "s/epoch": f"{group['training.seconds_per_epoch'].mean():.1f}",
-            "train rows/s": f"{group['training.train_rows_per_second'].mean():,.0f}",
+            "s/epoch": f"{group['training.seconds_per_epoch'].median():.1f}",
+            "train rows/s": f"{group['training.train_rows_per_second'].median():,.0f}",
             "epochs (best)": f"{group['training.epochs'].mean():.1f} ({group['training.best_epoch'].mean():.1f})",
             "personalisation ms/device": _ms(group.get("personalization.seconds_per_device")),
         })
@@ -98,23 +99,24 @@ def timing_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _ms(seconds: pd.Series | None) -> str:
-    return "" if seconds is None or seconds.isna().all() else f"{seconds.mean() * 1000:.3f}"
+    return "" if seconds is None or seconds.isna().all() else f"{seconds.median() * 1000:.3f}"
 
 
 def device_cost_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """DUET head generation versus on-device fine-tuning, per backbone."""
+    """DUET head generation (median over every DUET variant and seed) versus on-device
+    fine-tuning (median over seeds), per backbone."""
     rows = []
     for backbone, group in runs.groupby("backbone", sort=False):
         duet = group[group["method"].isin(DUET_VARIANTS)]
         finetune = group[group["method"] == "finetune"]
         if duet.empty or finetune.empty:
             continue
-        generation = duet["personalization.seconds_per_device"].mean() * 1000
-        tuning = finetune["personalization.seconds_per_device"].mean() * 1000
+        generation = duet["personalization.seconds_per_device"].median() * 1000
+        tuning = finetune["personalization.seconds_per_device"].median() * 1000
         rows.append({
             "backbone": backbone,
             "DUET generation ms/device (batched)": f"{generation:.4f}",
-            "DUET single request p50 ms": f"{duet['personalization.generation_ms_p50_single'].mean():.3f}",
+            "DUET single request p50 ms": f"{duet['personalization.generation_ms_p50_single'].median():.3f}",
             "fine-tune ms/device": f"{tuning:.2f}",
             "fine-tune / DUET": f"{tuning / generation:,.0f}x",
             "payload bytes/device": f"{duet['personalization.payload_bytes'].mean():,.0f}",
@@ -313,7 +315,7 @@ def write_dataset_results(tracker: GridTracker, units: list[Unit], data: GridDat
     body = header + [
         "", "### Test quality (mean ± std over seeds; 1 positive + 99 negatives per user)", "",
         quality_table(runs, dataset).to_markdown(index=False, disable_numparse=True),
-        "", "### Training and personalisation cost", "",
+        "", "### Training and personalisation cost (medians over seeds)", "",
         timing_table(runs).to_markdown(index=False, disable_numparse=True),
     ]
     devices = device_cost_table(runs)
