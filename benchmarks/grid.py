@@ -125,6 +125,7 @@ def summary_line(result) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # the report reads many artifacts
     os.chdir(args.project)  # relative paths in conf/ (data/, sqlite:///mlflow.db) are the project's
     use_shared_data_if_present(args.dataset)
     overrides = [o for o in args.params.split(",") if o]
