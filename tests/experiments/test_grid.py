@@ -166,3 +166,18 @@ def test_paired_user_differences_match_a_direct_computation() -> None:
     half = 1.96 * per_user.std(ddof=1) / np.sqrt(50)
     assert row["95% interval"] == f"[{per_user.mean() - half:+.4f}, {per_user.mean() + half:+.4f}]"
     assert row["users helped / hurt"] == f"{(per_user > 0).mean():.0%} / {(per_user < 0).mean():.0%}"
+
+
+def test_group_differences_are_paired_by_seed() -> None:
+    from duet_pipeline.experiments.results import relative_to_base
+
+    # base has seeds 0-2, duet only seed 0: the difference must use base's seed 0 alone.
+    table = pd.DataFrame([
+        {"activity": "Q1", "method": "base", "seed": 0, "users": 5, "auc": 0.80},
+        {"activity": "Q1", "method": "base", "seed": 1, "users": 5, "auc": 0.90},
+        {"activity": "Q1", "method": "base", "seed": 2, "users": 5, "auc": 0.94},
+        {"activity": "Q1", "method": "duet", "seed": 0, "users": 5, "auc": 0.81},
+    ])
+    row = relative_to_base(table, "activity", "auc").iloc[0]
+    assert row["duet - base"] == "+0.0100"
+    assert row["base auc"] == "0.8800" and row["users"] == 5

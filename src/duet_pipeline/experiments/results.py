@@ -172,7 +172,7 @@ def user_groups(data: GridData, bins: int = 4) -> pd.DataFrame:
 
 def breakdown(tracker: GridTracker, runs: pd.DataFrame, users: pd.DataFrame, backbone: str,
               methods: list[str], by: str) -> pd.DataFrame:
-    """Test AUC and UAUC per user group, mean over seeds, for base and the given methods."""
+    """Test AUC, UAUC and NDCG@10 per user group, per seed, for base and the given methods."""
     rows = []
     for method in ["base", *methods]:
         for run in runs[(runs["backbone"] == backbone) & (runs["method"] == method)].itertuples():
@@ -181,10 +181,7 @@ def breakdown(tracker: GridTracker, runs: pd.DataFrame, users: pd.DataFrame, bac
                 metrics = compute_metrics(part["user_id"].to_numpy(), part["label"].to_numpy(), part["score"].to_numpy())
                 rows.append({by: group, "method": method, "seed": run.seed, "users": part["user_id"].nunique(),
                              "auc": metrics["auc"], "uauc": metrics["uauc"], "ndcg@10": metrics["ndcg@10"]})
-    frame = pd.DataFrame(rows)
-    table = frame.groupby([by, "method"], sort=False).agg(
-        users=("users", "first"), auc=("auc", "mean"), uauc=("uauc", "mean"), ndcg10=("ndcg@10", "mean"))
-    return table.reset_index().rename(columns={"ndcg10": "ndcg@10"})
+    return pd.DataFrame(rows)
 
 
 def paired_user_differences(tracker: GridTracker, runs: pd.DataFrame, cells: list[tuple[str, str]]) -> pd.DataFrame:
@@ -212,13 +209,16 @@ def paired_user_differences(tracker: GridTracker, runs: pd.DataFrame, cells: lis
 
 
 def relative_to_base(table: pd.DataFrame, by: str, metric: str) -> pd.DataFrame:
-    """One row per group: users, the base model's metric, and each method's difference."""
-    wide = table.pivot(index=by, columns="method", values=metric)
+    """One row per group: users, the base model's metric (mean over seeds) and each
+    method's difference to base, paired by seed and averaged over the method's seeds."""
+    wide = table.pivot_table(index=[by, "seed"], columns="method", values=metric)
+    groups = wide.index.get_level_values(by).unique()
     users = table.drop_duplicates(by).set_index(by)["users"]
-    out = pd.DataFrame({by: wide.index, "users": users.reindex(wide.index).to_numpy(),
-                        f"base {metric}": wide["base"].map("{:.4f}".format).to_numpy()})
+    out = pd.DataFrame({by: groups, "users": users.reindex(groups).to_numpy(),
+                        f"base {metric}": wide["base"].groupby(level=by).mean().reindex(groups).map("{:.4f}".format).to_numpy()})
     for method in (m for m in table["method"].unique() if m != "base"):
-        out[f"{method} - base"] = (wide[method] - wide["base"]).map("{:+.4f}".format).to_numpy()
+        paired = (wide[method] - wide["base"]).dropna().groupby(level=by).mean().reindex(groups)
+        out[f"{method} - base"] = paired.map("{:+.4f}".format).to_numpy()
     return out
 
 
@@ -253,7 +253,7 @@ def investigation(tracker: GridTracker, runs: pd.DataFrame, data: GridData, data
             table = breakdown(tracker, runs, users, backbone, methods, by)
             for metric in ("auc", "ndcg@10"):
                 parts += [f"Test {metric.upper()} by {by.replace('_', ' ')}: base, and each variant minus base "
-                          f"(mean over seeds):", "", relative_to_base(table, by, metric).to_markdown(index=False, disable_numparse=True), ""]
+                          f"(paired by seed, mean over seeds):", "", relative_to_base(table, by, metric).to_markdown(index=False, disable_numparse=True), ""]
     return "\n".join(parts)
 
 
