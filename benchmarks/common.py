@@ -4,7 +4,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -13,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from duet_pipeline.experiments.results import write_section as replace_section
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS_DOC = REPO_ROOT / "docs" / "benchmarks.md"
@@ -47,13 +48,7 @@ def today() -> str:
 
 def write_section(name: str, markdown: str, doc: Path = BENCHMARKS_DOC) -> None:
     """Replace (or append) the section between this benchmark's markers in ``doc``."""
-    begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
-    block = f"{begin}\n{markdown.strip()}\n{end}"
-    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else f"{text.rstrip()}\n\n{block}\n"
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text(text)
+    replace_section(doc, name, markdown, header="# Benchmarks\n")
 
 
 def project_copy(root: Path) -> Path:

@@ -37,6 +37,7 @@ class GridTracker:
         self.client = MlflowClient(tracking_uri)
         found = self.client.get_experiment_by_name(experiment)
         self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
+        self._predictions: dict[str, pd.DataFrame] = {}  # a report reads a run's several times
 
     def log_cell(self, result: CellResult, tags: dict[str, str]) -> str:
         """One finished MLflow run holding the cell's metrics, curve and predictions."""
@@ -93,9 +94,11 @@ class GridTracker:
         return frame.sort_values("start_time").drop_duplicates("config_hash", keep="last").reset_index(drop=True)
 
     def predictions(self, run_id: str) -> pd.DataFrame:
-        with tempfile.TemporaryDirectory() as folder:
-            path = self.client.download_artifacts(run_id, "predictions.parquet", folder)
-            return pd.read_parquet(path)
+        if run_id not in self._predictions:
+            with tempfile.TemporaryDirectory() as folder:
+                path = self.client.download_artifacts(run_id, "predictions.parquet", folder)
+                self._predictions[run_id] = pd.read_parquet(path)
+        return self._predictions[run_id]
 
     def training_history(self, run_id: str) -> pd.DataFrame:
         with tempfile.TemporaryDirectory() as folder:
