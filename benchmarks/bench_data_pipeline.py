@@ -18,11 +18,11 @@ from common import data_dir, machine, project_copy, timed_kedro_run, today, writ
 
 from duet_pipeline.data.movielens import build_item_index, read_ratings
 from duet_pipeline.data.synthetic import generate_ratings, write_ratings
-from duet_pipeline.features.samples import make_samples
+from duet_pipeline.features.samples import FeatureParams, make_samples
+from duet_pipeline.project import load_parameters
 
 ML1M_SHAPE = dict(num_users=6_040, num_items=3_706, num_rows=1_000_209)
-FEATURES = dict(max_seq_len=10, min_user_interactions=3, min_rating=None,
-                negatives={"train": 4, "validation": 99, "test": 99}, seed=61)
+FEATURES = FeatureParams.from_params(load_parameters()["features"]).model_dump()
 
 
 def library_seconds(ratings_path: Path, dataset: str) -> tuple[float, dict[str, int]]:

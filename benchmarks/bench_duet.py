@@ -1,11 +1,11 @@
-"""DUET vs base vs per-device fine-tuning on ml-100k, every backbone, via `kedro run`.
+"""The methods selected in conf/ (`methods`) on ml-100k, every backbone, via `kedro run`.
 
 Runs `kedro run --pipeline=duet_all --params=dataset=ml-100k,...` in a scratch copy of
 the project (data from $DUET_DATA_DIR or ../shared/data), then collects each
 backbone's metrics and device-cost tables into docs/benchmarks.md.
 
     python benchmarks/bench_duet.py                                 # defaults
-    python benchmarks/bench_duet.py --backbone din --params ppg.warm_start=false --section duet_din_cold
+    python benchmarks/bench_duet.py --backbone din --params personalization.duet.warm_start=true --section duet_din_warm_start
 """
 from __future__ import annotations
 
@@ -18,22 +18,23 @@ import pandas as pd
 
 from common import data_dir, machine, project_copy, timed_kedro_run, today, write_section
 
+from duet_pipeline.evaluation.metrics import headline_metrics
+from duet_pipeline.methods import baseline, get_method, parameter_blocks
 from duet_pipeline.models.backbones import BACKBONES
 
-# The reproduction's AUC on ml-100k (PROTOCOL section 6). The bars we hold ourselves to:
-# base >= reproduction base - 0.01, DUET >= reproduction DUET - 0.005 and >= our base.
-REPRODUCTION_BASE_AUC = {"din": 0.8845, "sasrec": 0.9079, "gru4rec": 0.9060}
-REPRODUCTION_DUET_AUC = {"din": 0.9004, "sasrec": 0.9067, "gru4rec": 0.9040}
+# Progress bars off in every block that has them: the run's output is captured.
+QUIET = ["training.progress=false", *(f"personalization.{block}.progress=false"
+                                      for block, options in parameter_blocks().items() if "progress" in options.model_fields)]
 
 
-def check(backbone: str, method: str, auc: float, base_auc: float) -> str:
-    if method == "base":
-        bar = REPRODUCTION_BASE_AUC[backbone] - 0.01
-        return f"{'>=' if auc >= bar else '<'} bar {bar:.4f}"
-    if method.startswith("duet"):
-        bar = REPRODUCTION_DUET_AUC[backbone] - 0.005
-        return f"{'>=' if auc >= base_auc else '<'} base; {'>=' if auc >= bar else '<'} bar {bar:.4f}"
-    return ""
+def check(dataset: str, backbone: str, method: str, auc: float, base_auc: float) -> str:
+    """Against the base model, and against the public reproduction's AUC of the same
+    method (PROTOCOL section 6) minus 0.01."""
+    parts = [] if method == baseline().name else [f"{'>=' if auc >= base_auc else '<'} base"]
+    reference = get_method(method).reference_auc("reproduction", dataset, backbone)
+    if reference is not None:
+        parts.append(f"{'>=' if auc >= reference - 0.01 else '<'} bar {reference - 0.01:.4f}")
+    return "; ".join(parts)
 
 
 def latest(path: Path) -> Path:
@@ -52,9 +53,8 @@ def main() -> None:
     args = parser.parse_args()
     backbones = [args.backbone] if args.backbone else list(BACKBONES)
     pipeline = "duet" if args.backbone else "duet_all"
-    params = ",".join(p for p in (f"dataset={args.dataset}", "training.progress=false",
-                                  f"backbone={args.backbone}" if args.backbone else "",
-                                  "personalization.finetune.progress=false", args.params) if p)
+    params = ",".join(p for p in (f"dataset={args.dataset}", f"backbone={args.backbone}" if args.backbone else "",
+                                  *QUIET, args.params) if p)
     if args.collect_from is None:
         project = project_copy(Path(tempfile.mkdtemp(prefix="duet-bench-")) / "project")
         print(f"running in {project}", flush=True)
@@ -67,18 +67,19 @@ def main() -> None:
     for backbone in backbones:
         reporting = project / "data" / "08_reporting" / args.dataset / backbone
         metrics = pd.read_csv(latest(reporting / "metrics_table.csv")).set_index("method")
-        base_auc = metrics.loc["base", "auc"]
+        base_auc = metrics.loc[baseline().name, "auc"]
         for method, row in metrics.iterrows():
-            verdict = check(backbone, method, row["auc"], base_auc)
-            quality.append(f"| {backbone} | {method} | {row['auc']:.4f} | {row['uauc']:.4f} | {row['ndcg@10']:.4f} "
-                           f"| {row['hr@10']:.4f} | {row['logloss']:.4f} | {verdict} |")
+            verdict = check(args.dataset, backbone, method, row["auc"], base_auc)
+            quality.append(f"| {backbone} | {method} | " + " | ".join(f"{row[m]:.4f}" for m in headline_metrics())
+                           + f" | {verdict} |")
         devices = pd.read_csv(latest(reporting / "device_table.csv")).set_index("method")
         for method, row in devices.iterrows():
             cost.append(f"| {backbone} | {method} | {row['seconds_per_device'] * 1000:.3f} "
                         f"| {row.get('generation_ms_p50_single', float('nan')):.3f} "
                         f"| {row.get('generation_ms_p99_single', float('nan')):.3f} "
                         f"| {row['devices_per_second']:,.0f} | {row.get('payload_bytes', float('nan')):.0f} |")
-        for name in ("base", "duet"):
+        for name in sorted(p.name.removesuffix("_training_history.csv")
+                           for p in reporting.glob("*_training_history.csv")):
             history = pd.read_csv(latest(reporting / f"{name}_training_history.csv"))
             best = int(history["val_auc"].idxmax())
             cost.append(f"| {backbone} | {name} training | epochs run {len(history)}, kept {best + 1}, "
@@ -94,10 +95,10 @@ Machine: {machine()}. Date: {today()}. Wall time of the run: {run["wall_seconds"
 peak memory {run["peak_rss_mib"] / 1024:.2f} GiB.
 
 Test metrics at the best-validation epoch (seed 0). "bar": the public reproduction's AUC
-minus 0.01 for base, minus 0.005 for DUET (PROTOCOL section 6).
+of the same method minus 0.01 (PROTOCOL section 6).
 
-| backbone | method | AUC | UAUC | NDCG@10 | HR@10 | logloss | check |
-|---|---|---:|---:|---:|---:|---:|---|
+| backbone | method | {" | ".join(headline_metrics())} | check |
+|---|---|{"---:|" * len(headline_metrics())}---|
 {chr(10).join(quality)}
 
 Per-device cost (fine-tune: batched vmap fine-tuning of all devices / number of devices;

@@ -29,10 +29,11 @@ from tqdm.auto import tqdm
 from common import REPO_ROOT, SHARED_DATA, machine, today
 
 from duet_pipeline.data.movielens import ensure_ratings_file, get_spec
-from duet_pipeline.experiments.grid import METHODS, apply_overrides, plan_units
+from duet_pipeline.experiments.grid import apply_overrides, plan_units
 from duet_pipeline.experiments.results import write_dataset_results
 from duet_pipeline.experiments.runner import GridData, init_worker, run_unit_from_file, save_grid_data
 from duet_pipeline.experiments.tracking import GridTracker
+from duet_pipeline.methods import method_names
 from duet_pipeline.models.backbones import BACKBONES
 
 
@@ -40,12 +41,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", default="ml-100k", help="ml-latest-small | ml-100k | ml-1m")
     parser.add_argument("--backbones", default=",".join(BACKBONES), help=f"comma-separated, of {sorted(BACKBONES)}")
-    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {list(METHODS)}")
+    parser.add_argument("--methods", default=",".join(method_names()), help=f"comma-separated, of {method_names()}")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds")
     parser.add_argument("--params", default="", help="parameter overrides, e.g. training.max_epochs=5,ppg.temperature=2")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                         help="units trained at once, each with cores/jobs threads (default: one per core)")
     parser.add_argument("--force", action="store_true", help="re-run cells already in MLflow with the same configuration")
+    parser.add_argument("--reuse-stale", action="store_true",
+                        help="reuse cells computed with the same parameters and data by an older version of the code")
     parser.add_argument("--report-only", action="store_true", help="only re-write the results from MLflow")
     parser.add_argument("--project", type=Path, default=REPO_ROOT, help="the Kedro project (default: this one)")
     parser.add_argument("--results", type=Path, default=None, help="default: <project>/docs/RESULTS.md")
@@ -137,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     units = plan_units(params, args.dataset, args.backbones.split(","), args.methods.split(","),
                        [int(s) for s in args.seeds.split(",")], data_version)
     if not args.report_only:
-        run_grid(units, data, tracker, args, params)
+        run_grid(units, data, tracker, args)
     wall = time.perf_counter() - started
     results = args.results or args.project / "docs" / "RESULTS.md"
     write_dataset_results(
@@ -145,13 +148,17 @@ def main(argv: list[str] | None = None) -> None:
         context={"command": reproduce_command(args), "machine": machine(threads=False), "date": today(),
                  "wall_seconds": None if args.report_only else wall, "jobs": args.jobs,
                  "threads": max(1, (os.cpu_count() or 1) // args.jobs)},
+        reuse_stale=args.reuse_stale,
     )
     print(f"results: {results}")
 
 
-def run_grid(units, data: GridData, tracker: GridTracker, args: argparse.Namespace, params: dict) -> None:
-    done = set() if args.force else set(tracker.runs(args.dataset).get("config_hash", []))
-    pending = [u for u in units if not all(u.cell_hash(c) in done for c in u.cells)]
+def run_grid(units, data: GridData, tracker: GridTracker, args: argparse.Namespace) -> None:
+    """Run every unit with a cell not yet in MLflow under this configuration and code
+    (with --reuse-stale: under this configuration, whatever the code)."""
+    column = "params_hash" if args.reuse_stale else "config_hash"
+    done = set() if args.force else set(tracker.runs(args.dataset).get(column, []))
+    pending = [u for u in units if not all(u.cell_hash(c, with_code=not args.reuse_stale) in done for c in u.cells)]
     cells = sum(len(u.cells) for u in units)
     print(f"{args.dataset}: {cells} cells in {len(units)} trainings; "
           f"{len(units) - len(pending)} trainings already in MLflow, {len(pending)} to run with {args.jobs} job(s)")

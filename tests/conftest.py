@@ -11,9 +11,27 @@ import pytest
 import torch
 
 from duet_pipeline.data.synthetic import generate_ratings, write_ratings
+from duet_pipeline.methods.finetune import FinetuneConfig
+from duet_pipeline.project import load_parameters
+from duet_pipeline.training.loop import TrainingConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 KEDRO = str(Path(sys.executable).with_name("kedro"))
+# conf/base's parameters: the one place defaults live.
+PARAMETERS = load_parameters(REPO_ROOT)
+
+
+def backbone_options(name: str, **overrides) -> dict:
+    """The backbone's options from conf/base/parameters_backbones.yml, some overridden."""
+    return {**PARAMETERS["backbones"][name], **overrides}
+
+
+def training_config(**overrides) -> TrainingConfig:
+    return TrainingConfig.from_params({**PARAMETERS["training"], **overrides})
+
+
+def finetune_config(**overrides) -> FinetuneConfig:
+    return FinetuneConfig(**{**PARAMETERS["personalization"]["finetune"], **overrides})
 
 
 @pytest.fixture
@@ -59,10 +77,32 @@ def tiny_ml100k(project_copy: Path) -> Path:
     return project_copy
 
 
+TOY_METHOD = REPO_ROOT / "tests" / "toy_methods" / "popularity.py"
+TOY_METHOD_BLOCK = """  popularity:                   # tests/toy_methods/popularity.py
+    smoothing: 1.0
+"""
+
+
+def add_toy_method(project: Path) -> None:
+    """Register the "popularity" method in a project copy exactly as the README's
+    "Add a method" says: its module into methods/, its block into the parameters."""
+    shutil.copy(TOY_METHOD, project / "src" / "duet_pipeline" / "methods" / "popularity.py")
+    parameters = project / "conf" / "base" / "parameters_personalization.yml"
+    text = parameters.read_text()
+    assert text.rstrip().endswith("latency_batches: 20"), "personalization must be the file's last block"
+    parameters.write_text(text + TOY_METHOD_BLOCK)
+
+
+def project_env(project: Path) -> dict[str, str]:
+    """The environment of a command run in ``project``: its own src/ is the package."""
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "PYTHONPATH": str(project / "src")}
+    env.pop("DUET_DATA_DIR", None)
+    return env
+
+
 def kedro(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run the ``kedro`` CLI in ``project`` as a user would."""
-    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "DUET_DATA_DIR": ""}
-    env.pop("DUET_DATA_DIR")
+    env = project_env(project)
     result = subprocess.run(
         [KEDRO, *args], cwd=project, env=env, capture_output=True, text=True, timeout=600
     )

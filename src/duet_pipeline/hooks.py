@@ -1,10 +1,14 @@
-"""Log selected catalog outputs to the active MLflow run as artifacts.
+"""Project hooks: parameters checked before anything runs, and MLflow artifacts.
+
+``ParameterCheckHook`` parses every parameter block when Kedro creates the context,
+so a wrong key, type or range fails before any data stage runs (and before an MLflow
+run is opened), and records the run's selection of methods for the pipelines.
 
 kedro-mlflow's ``MlflowArtifactDataset`` gives its wrapped dataset a save version of
 its own, which Kedro 1.x rejects for versioned datasets ("All datasets in the catalog
 must have the same save version"). So outputs stay ordinary versioned datasets, and a
 catalog entry opts in to MLflow logging with ``metadata: {mlflow_artifact_path: DIR}``;
-this hook then logs the exact file version just written.
+``MlflowArtifactHook`` then logs the exact file version just written.
 """
 from __future__ import annotations
 
@@ -18,6 +22,20 @@ from kedro.framework.hooks import hook_impl
 logger = logging.getLogger(__name__)
 
 ARTIFACT_KEY = "mlflow_artifact_path"
+
+
+class ParameterCheckHook:
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        # Imported here: settings.py imports this module for every kedro command (`kedro -h`).
+        from duet_pipeline.pipelines import selection
+        from duet_pipeline.run_parameters import check_parameters
+
+        if selection.record(check_parameters(context.config_loader["parameters"])):
+            # Pipelines built for other parameters earlier in this process are stale.
+            from kedro.framework.project import PACKAGE_NAME, pipelines
+
+            pipelines.configure(f"{PACKAGE_NAME}.pipeline_registry")
 
 
 class MlflowArtifactHook:

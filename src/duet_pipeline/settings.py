@@ -7,6 +7,6 @@ CONFIG_LOADER_ARGS = {
     "default_run_env": "local",
 }
 
-from duet_pipeline.hooks import MlflowArtifactHook  # noqa: E402
+from duet_pipeline.hooks import MlflowArtifactHook, ParameterCheckHook  # noqa: E402
 
-HOOKS = (MlflowArtifactHook(),)
+HOOKS = (ParameterCheckHook(), MlflowArtifactHook())

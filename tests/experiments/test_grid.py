@@ -5,91 +5,100 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from duet_pipeline.experiments.grid import (
-    BASE_METHODS, DUET_VARIANTS, METHODS, apply_overrides, config_hash, plan_units,
-)
+from duet_pipeline.experiments.grid import apply_overrides, code_version, config_hash, plan_units
 from duet_pipeline.experiments.results import losing_cells, mean_std, quality_table
-from duet_pipeline.models.variants import duet_variant_name
+from duet_pipeline.methods import get_method, method_names
+from duet_pipeline.parameters import ParameterError
 
-PARAMS = {
-    "features": {"max_seq_len": 10, "seed": 61},
-    "model": {"dim": 32, "backbone_options": {"din": {"attention_units": [32, 16]}}},
-    "training": {"seed": 0, "max_epochs": 20, "progress": True},
-    "backbone": "din",
-    "ppg": {"num_generators": 4, "position_weights": "none", "temperature": 1.0, "warm_start": False},
-    "personalization": {"finetune": {"epochs": 1, "progress": True}, "duet": {"batch_devices": 256}},
-}
+from conftest import PARAMETERS
+
+METHODS = method_names()
+SHARED = [m for m in METHODS if get_method(m).spec.cloud_model == "base"]
+OWN = [m for m in METHODS if m not in SHARED]
 
 
-def plan(params=PARAMS, methods=METHODS, seeds=(0, 1), version="v1"):
-    return plan_units(params, "ml-100k", ["din", "sasrec"], list(methods), list(seeds), version)
+def plan(params=PARAMETERS, methods=METHODS, seeds=(0, 1), version="v1", code="c1"):
+    return plan_units(params, "ml-100k", ["din", "sasrec"], list(methods), list(seeds), version, code)
 
 
-def test_base_and_finetune_share_one_training_and_every_duet_variant_has_its_own() -> None:
+def test_methods_sharing_the_base_model_share_one_training_and_the_others_have_their_own() -> None:
+    assert SHARED == ["base", "finetune"] and "duet+swa" in OWN
     units = plan()
     base_units = [u for u in units if u.model == "base"]
-    assert len(base_units) == 2 * 2 and all([c.method for c in u.cells] == list(BASE_METHODS) for u in base_units)
-    duet_units = [u for u in units if u.model != "base"]
-    assert len(duet_units) == len(DUET_VARIANTS) * 2 * 2
+    assert len(base_units) == 2 * 2 and all([c.method for c in u.cells] == SHARED for u in base_units)
+    own_units = [u for u in units if u.model != "base"]
+    assert len(own_units) == len(OWN) * 2 * 2 and all(len(u.cells) == 1 for u in own_units)
     assert units[: len(base_units)] == base_units  # base units first
     cells = [(c.backbone, c.method, c.seed) for u in units for c in u.cells]
     assert len(cells) == len(set(cells)) == len(METHODS) * 2 * 2
 
 
-def test_duet_units_are_built_with_the_parameters_their_label_names() -> None:
+def test_units_carry_their_seed_backbone_and_methods_and_leave_the_input_alone() -> None:
     for unit in plan():
-        if unit.model != "base":
-            assert duet_variant_name(unit.params["ppg"]) == unit.model
-            assert unit.params["training"]["seed"] == unit.seed
-            assert unit.params["backbone"] == unit.backbone
-    assert PARAMS["training"]["seed"] == 0 and PARAMS["ppg"]["num_generators"] == 4  # input untouched
+        assert unit.params["training"]["seed"] == unit.seed
+        assert unit.params["backbone"] == unit.backbone
+        assert unit.params["methods"] == [c.method for c in unit.cells]
+        assert unit.params["training"]["progress"] is False
+    assert PARAMETERS["training"]["seed"] == 0 and PARAMETERS["training"]["progress"] is True
 
 
-def test_seed_major_order_of_duet_units() -> None:
+def test_seed_major_order_of_own_units() -> None:
     seeds = [u.seed for u in plan() if u.model != "base"]
     assert seeds == sorted(seeds)
 
 
-def hashes(units):
-    return {(c.backbone, c.method, c.seed): u.cell_hash(c) for u in units for c in u.cells}
+def hashes(units, with_code=True):
+    return {(c.backbone, c.method, c.seed): u.cell_hash(c, with_code) for u in units for c in u.cells}
 
 
 def test_cell_hash_follows_the_parameters_the_cell_depends_on() -> None:
     before = hashes(plan())
     assert before == hashes(plan())  # stable
     assert len(set(before.values())) == len(before)  # distinct per cell
-    temperature = hashes(plan(apply_overrides(PARAMS, ["ppg.temperature=2.0"])))
-    changed = {key for key in before if before[key] != temperature[key]}
-    assert changed == {key for key in before if key[1] in DUET_VARIANTS}
-    finetune = hashes(plan(apply_overrides(PARAMS, ["personalization.finetune.epochs=2"])))
+    duet_block = {k for k in before if get_method(k[1]).spec.block == "duet"}
+    temperature = hashes(plan(apply_overrides(PARAMETERS, ["personalization.duet.temperature=2.0"])))
+    assert {key for key in before if before[key] != temperature[key]} == duet_block
+    finetune = hashes(plan(apply_overrides(PARAMETERS, ["personalization.finetune.epochs=2"])))
     assert {key for key in before if before[key] != finetune[key]} == {key for key in before if key[1] == "finetune"}
-    assert hashes(plan(apply_overrides(PARAMS, ["training.max_epochs=3"]))).keys() == before.keys()
-    assert all(before[k] != v for k, v in hashes(plan(apply_overrides(PARAMS, ["training.max_epochs=3"]))).items())
+    epochs = hashes(plan(apply_overrides(PARAMETERS, ["training.max_epochs=3"])))
+    assert epochs.keys() == before.keys() and all(before[k] != v for k, v in epochs.items())
+    sasrec = hashes(plan(apply_overrides(PARAMETERS, ["backbones.sasrec.num_blocks=3"])))
+    assert {key for key in before if before[key] != sasrec[key]} == {key for key in before if key[0] == "sasrec"}
     assert all(before[k] != v for k, v in hashes(plan(version="v2")).items())  # data version
 
 
+def test_cell_hash_includes_the_code_version_unless_reusing_stale_cells() -> None:
+    assert all(hashes(plan(code="c1"))[k] != v for k, v in hashes(plan(code="c2")).items())
+    assert hashes(plan(code="c1"), with_code=False) == hashes(plan(code="c2"), with_code=False)
+    version = code_version()
+    assert version.startswith("0.") and version == code_version()
+
+
 def test_display_settings_do_not_change_the_hash() -> None:
-    quiet = apply_overrides(PARAMS, ["training.progress=false", "personalization.finetune.progress=false"])
+    quiet = apply_overrides(PARAMETERS, ["training.progress=false", "personalization.finetune.progress=false"])
     assert hashes(plan(quiet)) == hashes(plan())
     assert config_hash({"a": 1, "progress": True}) == config_hash({"a": 1, "progress": False})
     assert config_hash({"a": 1}) != config_hash({"a": 2})
 
 
 def test_overrides_parse_values_and_reject_unknown_keys() -> None:
-    changed = apply_overrides(PARAMS, ["training.max_epochs=5", "ppg.position_weights=exp", "training.progress=false"])
-    assert changed["training"]["max_epochs"] == 5 and changed["ppg"]["position_weights"] == "exp"
+    changed = apply_overrides(PARAMETERS, ["training.max_epochs=5", "personalization.duet.temperature=2",
+                                           "training.progress=false"])
+    assert changed["training"]["max_epochs"] == 5 and changed["personalization"]["duet"]["temperature"] == 2
     assert changed["training"]["progress"] is False
     with pytest.raises(ValueError, match="no parameter 'training.epochs'"):
-        apply_overrides(PARAMS, ["training.epochs=5"])
+        apply_overrides(PARAMETERS, ["training.epochs=5"])
     with pytest.raises(ValueError, match="key.path=value"):
-        apply_overrides(PARAMS, ["training.max_epochs"])
+        apply_overrides(PARAMETERS, ["training.max_epochs"])
 
 
-def test_unknown_backbone_or_method_lists_the_choices() -> None:
-    with pytest.raises(ValueError, match="unknown backbone.*valid choices.*gru4rec"):
-        plan_units(PARAMS, "ml-100k", ["bert4rec"], ["base"], [0], "v")
-    with pytest.raises(ValueError, match="unknown method.*duet-pa-gaussian"):
-        plan_units(PARAMS, "ml-100k", ["din"], ["duet-pa-cosine"], [0], "v")
+def test_unknown_backbone_method_or_bad_value_fails_before_planning() -> None:
+    with pytest.raises(ParameterError, match="backbone = 'bert4rec': must be one of.*gru4rec"):
+        plan_units(PARAMETERS, "ml-100k", ["bert4rec"], ["base"], [0], "v")
+    with pytest.raises(ParameterError, match="unknown method 'duet-pa-cosine'.*duet-pa-gaussian"):
+        plan_units(PARAMETERS, "ml-100k", ["din"], ["duet-pa-cosine"], [0], "v")
+    with pytest.raises(ParameterError, match="training.patience = 0"):
+        plan_units(apply_overrides(PARAMETERS, ["training.patience=0"]), "ml-100k", ["din"], ["base"], [0], "v")
 
 
 def runs_frame() -> pd.DataFrame:
@@ -99,7 +108,7 @@ def runs_frame() -> pd.DataFrame:
         for method, offset in (("base", 0.0), ("duet", 0.01), ("duet+swa", -0.002)):
             rows.append({"backbone": "din", "method": method, "seed": seed,
                          "test.auc": 0.88 + offset + rng.normal(0, 0.001), "test.uauc": 0.85,
-                         "test.ndcg_at_10": 0.3, "test.hr_at_10": 0.6})
+                         "test.ndcg_at_10": 0.3, "test.hr_at_10": 0.6, "test.logloss": 0.2})
     return pd.DataFrame(rows)
 
 

@@ -34,6 +34,26 @@ def run_grid(project: Path, *extra: str) -> subprocess.CompletedProcess:
     return result
 
 
+def markdown_table(text: str, section: str, heading: str) -> list[dict[str, str]]:
+    """Rows (column -> stripped cell) of the first pipe table after ``heading`` (a line
+    prefix) inside the ``section`` (a line) of a markdown document."""
+    lines = text.splitlines()
+    start = lines.index(section)
+    at = next(i for i in range(start + 1, len(lines)) if lines[i].startswith(heading))
+    table = []
+    for line in lines[at + 1:]:
+        if line.startswith("|"):
+            table.append(line)
+        elif table or line.startswith("#"):
+            break
+    assert len(table) >= 2, f"no table under {heading!r}"
+    cells = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in table]
+    header, separator, body = cells[0], cells[1], cells[2:]
+    assert all(set(cell) <= set(":-") and cell for cell in separator), table[1]
+    assert all(len(row) == len(header) for row in body), table
+    return [dict(zip(header, row)) for row in body]
+
+
 @pytest.fixture(scope="module")
 def grid_project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
     """A project copy with a generated ratings.dat in the ml-1m layout, after one grid run."""
@@ -61,7 +81,10 @@ def test_every_cell_is_a_tagged_mlflow_run_and_results_are_written(grid_project)
     assert len(per_seed) == 8 and set(per_seed["seed"]) == {0, 1}
     results = (root / "docs" / "RESULTS.md").read_text()
     assert "## ml-1m" in results and "cells finished: 8 of 8 planned" in results
-    assert "| din        | duet-pa-gaussian |" in results.replace("  ", " ") or "duet-pa-gaussian" in results
+    quality = markdown_table(results, "## ml-1m", "### Test quality")
+    din = [row for row in quality if row["backbone"] == "din"]
+    assert sorted(row["method"] for row in din) == sorted(METHODS.split(",")), quality  # one row each
+    assert all(row["seeds"] == "2" for row in din), quality
     assert "reproduction AUC" in results and "0.9318" in results  # PROTOCOL section 6 reference, ml-1m
 
 

@@ -12,20 +12,24 @@ import numpy as np
 import pytest
 import torch
 
-from duet_pipeline.methods import METHODS, get_method
-from duet_pipeline.methods import base as base_method
+from duet_pipeline.methods import METHODS, baseline, get_method, method_names
 from duet_pipeline.methods import duet as duet_method
 from duet_pipeline.methods import finetune
 from duet_pipeline.methods.common import Devices
+from duet_pipeline.methods.duet import DuetOptions
 from duet_pipeline.methods.finetune import (
     FinetuneConfig,
     finetune_scores_batched,
     finetune_scores_loop,
+    finetune_user,
     user_steps,
 )
 from duet_pipeline.models.layers import HeadWeights, apply_head
-from duet_pipeline.models.recommender import ModelConfig, Recommender
+from duet_pipeline.models.recommender import ModelConfig, Recommender, model_bundle
+from duet_pipeline.parameters import ParameterError
 from duet_pipeline.training.tensors import SampleTensors
+
+from conftest import PARAMETERS, backbone_options, finetune_config
 
 DIM = 8
 SEQ_LEN = 4
@@ -33,13 +37,20 @@ NUM_ITEMS = 25
 # Hidden 16: with very few generator units, every ReLU can start dead for all histories
 # (tiny N(0, 0.1) embeddings make z nearly history-independent) and heads would all be static.
 GEN = {"generator_hidden": 16, "num_generators": 2, "temperature": 1.0, "deviation_init_scale": 0.5}
-OPTIONS = {"din": {}, "gru4rec": {}, "sasrec": {"num_heads": 2}}
+OPTIONS = {name: backbone_options(name, **({"num_heads": 2} if name == "sasrec" else {}))
+           for name in ("din", "gru4rec", "sasrec")}
 # user -> number of own (training) rows; user 7 has none.
 OWN_ROWS = {3: 5, 7: 0, 11: 2, 20: 3}
 CANDIDATES_PER_USER = 3
+DUET_OPTIONS = DuetOptions(**{**PARAMETERS["personalization"]["duet"], "latency_devices": 3, "latency_batches": 2})
 
 
 pytestmark = pytest.mark.usefixtures("light_torch")
+
+
+def bundle(model: Recommender) -> dict:
+    """What a personalisation node receives: the model as the catalog stores it."""
+    return model_bundle(model, "test")
 
 
 def random_history(rng, length):
@@ -88,10 +99,15 @@ def direct_scores(model, data: SampleTensors) -> np.ndarray:
 # Registry and devices
 
 
-def test_method_registry():
-    assert set(METHODS) == {"base", "finetune", "duet"}
-    assert get_method("duet") is duet_method
-    with pytest.raises(ValueError) as err:
+def test_method_registry_declares_every_variant_once():
+    assert method_names() == ["base", "finetune", "duet", "duet+swa", "duet-pa-linear", "duet-pa-smooth",
+                              "duet-pa-exp", "duet-pa-gaussian"]
+    assert baseline().name == "base"
+    assert get_method("duet+swa").module is duet_method and get_method("duet+swa").key == "duet_swa"
+    assert get_method("finetune").spec.reads_own_rows and not get_method("duet").spec.reads_own_rows
+    assert {m.spec.on_device for m in METHODS.values()} == {"nothing", "receives", "trains"}
+    assert [m.model_name for m in METHODS.values()][:2] == ["base", "base"]
+    with pytest.raises(ParameterError) as err:
         get_method("federated")
     for name in METHODS:
         assert name in str(err.value)
@@ -114,7 +130,7 @@ def test_current_histories_one_per_device():
 def test_base_personalize_is_forward_pass(backbone):
     model = make_model(backbone).train()  # sasrec has dropout: predict must use eval mode
     devices = make_devices()
-    out = base_method.personalize(model, devices, {})
+    out = get_method("base").personalize(bundle(model), devices, None)
     assert out.scores.shape == (len(devices.candidates),)
     np.testing.assert_allclose(out.scores, direct_scores(model, devices.candidates), atol=1e-6)
 
@@ -123,8 +139,8 @@ def test_base_personalize_is_forward_pass(backbone):
 def test_duet_personalize_matches_forward_and_manual_heads(backbone, position):
     model = make_model(backbone, GEN, position_weights=position)
     devices = make_devices()
-    options = {"batch_devices": 3, "latency_devices": 2, "latency_batches": 2}  # 4 devices: 2 batches
-    out = duet_method.personalize(model, devices, options)
+    options = DUET_OPTIONS.model_copy(update={"batch_devices": 3})  # 4 devices: 2 batches
+    out = get_method("duet").personalize(bundle(model), devices, options)
     cand = devices.candidates
     with torch.no_grad():  # the test is only meaningful if the devices' heads differ
         heads = model.head_weights(devices.current_histories()[1])
@@ -177,7 +193,7 @@ def test_duet_heads_are_per_device():
 def test_duet_needs_generator():
     devices = make_devices()
     with pytest.raises(ValueError, match="parameter generator"):
-        duet_method.personalize(make_model("din"), devices, {})
+        get_method("duet").personalize(bundle(make_model("din")), devices, DUET_OPTIONS)
 
 
 # --------------------------------------------------------------------------- #
@@ -185,9 +201,8 @@ def test_duet_needs_generator():
 
 
 def ft_config(**kw) -> FinetuneConfig:
-    base = dict(learning_rate=1e-2, batch_size=2, epochs=2, trainable="all", seed=0,
-                users_per_chunk=3, progress=False)
-    return FinetuneConfig(**{**base, **kw})
+    return finetune_config(**{**dict(learning_rate=1e-2, batch_size=2, epochs=2, users_per_chunk=3,
+                                     loop_devices=2, progress=False), **kw})
 
 
 @pytest.mark.parametrize("trainable", ["all", "head"])
@@ -232,33 +247,89 @@ def test_finetune_head_only_differs_from_all():
     assert np.abs(head - full).max() > 1e-5
 
 
+TUNED_USER = 3  # OWN_ROWS[3] == 5: three steps per epoch with batch_size 2
+
+
+def full_model(backbone, generator=None) -> Recommender:
+    return Recommender(ModelConfig(NUM_ITEMS, SEQ_LEN, backbone, dim=DIM, backbone_options=OPTIONS[backbone],
+                                   generator=None if generator is None else dict(generator))).eval()
+
+
+def changed_parameters(before: Recommender, after: Recommender) -> set[str]:
+    """Names of the parameters of ``after`` that are not bit-for-bit those of ``before``."""
+    old = dict(before.named_parameters())
+    new = dict(after.named_parameters())
+    assert set(old) == set(new)
+    return {name for name in new if not torch.equal(new[name].detach(), old[name].detach())}
+
+
 def test_finetune_head_only_trains_only_head():
-    model = make_model("gru4rec").eval()
+    model = full_model("gru4rec")
     tuner = finetune.BatchedFinetuner(model, ft_config(trainable="head"))
     assert tuner.trainable and all(n.startswith("head.") for n in tuner.trainable)
+    assert set(tuner.trainable) | set(tuner.frozen) == {n for n, _ in model.named_parameters()}
     assert any(n.startswith("backbone.") for n in tuner.frozen)
     everything = finetune.BatchedFinetuner(model, ft_config(trainable="all"))
     assert set(everything.trainable) == {n for n, _ in model.named_parameters()}
 
 
+@pytest.mark.parametrize("generator", [None, GEN], ids=["static", "duet"])
+@pytest.mark.parametrize("backbone", ["din", "gru4rec", "sasrec"])
+def test_finetune_user_head_only_leaves_every_other_parameter_bit_identical(backbone, generator):
+    model = full_model(backbone, generator)
+    original = copy.deepcopy(model)
+    devices = make_devices()
+    tuned = finetune_user(model, devices.own_rows, TUNED_USER, ft_config(trainable="head"))
+    assert tuned is not model
+    assert not changed_parameters(original, model), "finetune_user changed the original model"
+    changed = changed_parameters(model, tuned)
+    names = {n for n, _ in model.named_parameters()}
+    assert any(not n.startswith("head.") for n in names)
+    frozen_changed = sorted(n for n in changed if not n.startswith("head."))
+    assert not frozen_changed, f"trainable=head changed {frozen_changed}"
+    assert any(n.startswith("head.") for n in changed), "trainable=head changed no head parameter"
+
+
+@pytest.mark.parametrize("generator", [None, GEN], ids=["static", "duet"])
+@pytest.mark.parametrize("backbone", ["din", "gru4rec", "sasrec"])
+def test_finetune_user_all_also_changes_backbone_and_towers(backbone, generator):
+    model = full_model(backbone, generator)
+    devices = make_devices()
+    tuned = finetune_user(model, devices.own_rows, TUNED_USER, ft_config(trainable="all"))
+    changed = changed_parameters(model, tuned)
+    backbone_params = {n for n, _ in model.named_parameters() if n.startswith("backbone.")}
+    assert backbone_params and backbone_params <= changed, sorted(backbone_params - changed)
+    for part in ("items.", "target_tower.", "head."):
+        assert any(n.startswith(part) for n in changed), f"trainable=all changed no {part} parameter"
+
+
+def test_finetune_user_without_own_rows_returns_an_unchanged_copy():
+    model = full_model("din")
+    devices = make_devices()
+    tuned = finetune_user(model, devices.own_rows, 7, ft_config(trainable="all"))  # user 7: no rows
+    assert tuned is not model and not changed_parameters(model, tuned)
+
+
 def test_finetune_personalize_report():
     model = make_model("din").eval()
     devices = make_devices()
-    options = {"learning_rate": 1e-2, "batch_size": 2, "progress": False, "loop_devices": 2, "unknown": 1}
-    out = finetune.personalize(model, devices, options)
-    want = finetune_scores_batched(model, devices, FinetuneConfig.from_options(options))
+    config = ft_config()
+    out = get_method("finetune").personalize(bundle(model), devices, config)
+    want = finetune_scores_batched(model, devices, config)
     np.testing.assert_allclose(out.scores, want, atol=1e-6)
     assert out.report["devices"] == len(OWN_ROWS)
     assert out.report["loop_seconds_per_device"] > 0
 
 
-def test_finetune_config_options():
-    config = FinetuneConfig.from_options({"epochs": 3, "trainable": "head", "not_a_field": 1})
-    assert config.epochs == 3 and config.trainable == "head"
-    assert FinetuneConfig().learning_rate == 1e-3 and FinetuneConfig().batch_size == 1024
-    assert FinetuneConfig().epochs == 1 and FinetuneConfig().trainable == "all"
-    with pytest.raises(ValueError, match="trainable"):
-        FinetuneConfig.from_options({"trainable": "backbone"})
+def test_finetune_options_are_strict():
+    method = get_method("finetune")
+    assert method.parse_options(PARAMETERS["personalization"]["finetune"]).trainable == "all"
+    with pytest.raises(ParameterError, match=r"unknown parameter personalization\.finetune\.not_a_field"):
+        method.parse_options({**PARAMETERS["personalization"]["finetune"], "not_a_field": 1})
+    with pytest.raises(ParameterError, match=r"personalization\.finetune\.trainable = 'backbone'.*'all' or 'head'"):
+        method.parse_options({**PARAMETERS["personalization"]["finetune"], "trainable": "backbone"})
+    with pytest.raises(ParameterError, match=r"missing parameter personalization\.finetune\.epochs"):
+        method.parse_options({k: v for k, v in PARAMETERS["personalization"]["finetune"].items() if k != "epochs"})
 
 
 def own_rows_table(users, targets):
@@ -274,7 +345,7 @@ def test_user_steps_cover_rows_once_per_epoch(n_rows, batch_size):
     order = np.random.default_rng(0).permutation(len(users))
     users = [users[i] for i in order]
     own = own_rows_table(users, list(range(100, 100 + len(users))))
-    config = FinetuneConfig(batch_size=batch_size, epochs=3, seed=1)
+    config = ft_config(batch_size=batch_size, epochs=3, seed=1)
     steps = user_steps(own, user, config)
     mine = sorted(i for i, u in enumerate(users) if u == user)
     per_epoch = -(-n_rows // batch_size)  # ceil
@@ -294,7 +365,7 @@ def test_user_steps_seed_dependent_and_independent_of_other_users():
     n = 8
     users = [user] * n + [1, 2, 2]
     own = own_rows_table(users, list(range(100, 100 + len(users))))
-    config = FinetuneConfig(batch_size=3, epochs=2, seed=0)
+    config = ft_config(batch_size=3, epochs=2, seed=0)
     targets_of = lambda table, steps: [table.target[s].tolist() for s in steps]  # noqa: E731
     base = targets_of(own, user_steps(own, user, config))
     # Other users' rows before, between and after the user's rows; same relative order.
@@ -304,7 +375,7 @@ def test_user_steps_seed_dependent_and_independent_of_other_users():
     own2 = own_rows_table(other, other_targets)
     assert targets_of(own2, user_steps(own2, user, config)) == base
     # A different seed reshuffles.
-    reseeded = targets_of(own, user_steps(own, user, FinetuneConfig(batch_size=3, epochs=2, seed=1)))
+    reseeded = targets_of(own, user_steps(own, user, ft_config(batch_size=3, epochs=2, seed=1)))
     assert reseeded != base
     # Shuffled at all (8 rows: identity order in both epochs would mean no shuffle).
     flat = [t for step in base for t in step]

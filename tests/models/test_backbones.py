@@ -6,6 +6,8 @@ be changed freely (the Recommender's item table pins padding row 0 to zeros).
 """
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -20,11 +22,13 @@ from duet_pipeline.models.backbones import (
 from duet_pipeline.models.layers import HeadWeights, StaticHead, apply_head
 from duet_pipeline.models.recommender import ModelConfig, Recommender
 
+from conftest import PARAMETERS, REPO_ROOT, backbone_options
+
 DIM = 8
 SEQ_LEN = 6
 LENGTHS = [1, 3, 6, 2, 1]  # real items per row; two rows hold one real item only
 NAMES = sorted(BACKBONES)
-OPTIONS = {"din": {}, "gru4rec": {}, "sasrec": {"num_heads": 2}}
+OPTIONS = {name: backbone_options(name, **({"num_heads": 2} if name == "sasrec" else {})) for name in NAMES}
 
 
 pytestmark = pytest.mark.usefixtures("light_torch")
@@ -57,26 +61,47 @@ def backbone(name):
 def test_registry_and_unknown_backbone_error_lists_choices():
     assert set(BACKBONES) == {"din", "gru4rec", "sasrec"}
     with pytest.raises(ValueError) as info:
-        build_backbone("transformer", DIM, SEQ_LEN)
+        build_backbone("transformer", DIM, SEQ_LEN, {})
     message = str(info.value)
     assert "transformer" in message
     for name in BACKBONES:
         assert name in message
 
 
+def test_every_backbone_is_one_class_and_one_commented_yaml_block():
+    text = (REPO_ROOT / "conf" / "base" / "parameters_backbones.yml").read_text()
+    assert set(PARAMETERS["backbones"]) == set(BACKBONES)
+    for name, backbone in BACKBONES.items():
+        assert set(PARAMETERS["backbones"][name]) == set(backbone.Options.model_fields), name
+    option_lines = [line for line in text.splitlines() if line.startswith("    ") and ":" in line]
+    assert option_lines and all("#" in line for line in option_lines)
+
+
+def test_a_missing_or_misspelt_backbone_option_names_it():
+    from duet_pipeline.parameters import ParameterError
+
+    with pytest.raises(ParameterError, match=r"missing parameter backbones\.sasrec\.num_blocks"):
+        build_backbone("sasrec", DIM, SEQ_LEN, {"num_heads": 1, "dropout": 0.0})
+    with pytest.raises(ParameterError, match=r"unknown parameter backbones\.gru4rec\.layers"):
+        build_backbone("gru4rec", DIM, SEQ_LEN, {**backbone_options("gru4rec"), "layers": 3})
+    with pytest.raises(ParameterError, match=r"backbones\.din\.attention_units\.0 = 0"):
+        build_backbone("din", DIM, SEQ_LEN, {"attention_units": [0]})
+
+
 def test_build_backbone_passes_options():
-    gru = build_backbone("gru4rec", DIM, SEQ_LEN, {"num_layers": 3})
+    gru = build_backbone("gru4rec", DIM, SEQ_LEN, backbone_options("gru4rec", num_layers=3))
     assert isinstance(gru, GRU4Rec) and gru.gru.num_layers == 3
     sas = build_backbone("sasrec", DIM, SEQ_LEN, {"num_blocks": 1, "num_heads": 4, "dropout": 0.0})
     assert isinstance(sas, SASRec) and len(sas.blocks) == 1
     assert sas.blocks[0].num_heads == 4
-    din = build_backbone("din", DIM, SEQ_LEN, {"attention_units": [5]})
+    din = build_backbone("din", DIM, SEQ_LEN, backbone_options("din", attention_units=[5]))
     linears = [m for m in din.activation_unit if isinstance(m, nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linears] == [(4 * DIM, 5), (5, 1)]
 
 
 def test_din_default_activation_unit_is_4d_32_16_1():
-    linears = [m for m in DIN(DIM, SEQ_LEN).activation_unit if isinstance(m, nn.Linear)]
+    """PROTOCOL section 3's DIN, as conf/base configures it."""
+    linears = [m for m in DIN(DIM, SEQ_LEN, **backbone_options("din")).activation_unit if isinstance(m, nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linears] == [
         (4 * DIM, 32), (32, 16), (16, 1)
     ]
@@ -180,7 +205,7 @@ def _sasrec_all_positions(model, history, mask):
 
 @pytest.mark.parametrize("heads", [1, 2])
 def test_sasrec_is_causal(heads):
-    model = build_backbone("sasrec", DIM, SEQ_LEN, {"num_heads": heads}).eval()
+    model = build_backbone("sasrec", DIM, SEQ_LEN, backbone_options("sasrec", num_heads=heads)).eval()
     history, mask, _ = make_batch(lengths=[SEQ_LEN, SEQ_LEN])
     j = 2
     changed = history.clone()
@@ -207,7 +232,7 @@ def test_sasrec_earliest_real_item_reaches_last_output_of_padded_row():
 
 
 def test_sasrec_padding_invariant_in_train_mode_too():
-    model = build_backbone("sasrec", DIM, SEQ_LEN, {"dropout": 0.2}).train()
+    model = build_backbone("sasrec", DIM, SEQ_LEN, backbone_options("sasrec", dropout=0.2)).train()
     history, mask, target = make_batch()
     perturbed = with_new_padding(history, mask)  # drawn before seeding the dropout masks
     torch.manual_seed(123)
@@ -218,14 +243,114 @@ def test_sasrec_padding_invariant_in_train_mode_too():
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
-def test_sasrec_grad_and_no_grad_paths_agree():
-    """Inference (no_grad, possibly PyTorch's fused fast path) matches the training path."""
-    model = build_backbone("sasrec", DIM, SEQ_LEN, {"num_heads": 2}).eval()
-    history, mask, target = make_batch()
-    with_grad = model(history, mask, target)
+# Independent reference for SASRec (PROTOCOL 3 / the CausalSelfAttentionBlock docstring),
+# written from the documented maths with explicit loops in float64: per row, per query
+# position, per head. Shares the module's weights and nothing else.
+
+SASREC_FULL = backbone_options("sasrec", num_blocks=2, num_heads=2, dropout=0.2)
+REFERENCE_LENGTHS = [1, 3, 6, 2, 5, 4]  # every row padded differently (6 = no padding)
+
+
+def _randomize(module, generator):
+    """Non-trivial values for every parameter, LayerNorm scale and shift included."""
     with torch.no_grad():
-        without = model(history, mask, target)
-    torch.testing.assert_close(with_grad.detach(), without, rtol=1e-5, atol=1e-5)
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator) * 0.5)
+
+
+def _layer_norm(x, norm):
+    mean = x.mean()
+    var = ((x - mean) ** 2).mean()  # biased variance, as LayerNorm
+    return (x - mean) / torch.sqrt(var + norm.eps) * norm.weight.double() + norm.bias.double()
+
+
+def _reference_block(block, x, mask):
+    """Pre-norm block on one row x (L, d) float64: x + attn(LN(x)), then x + FFN(LN(x)).
+
+    Query i attends to key j iff j <= i and (j is real or j == i); ``mask`` (L,) is True
+    on real items.
+    """
+    seq_len, dim = x.shape
+    heads = block.num_heads
+    width = dim // heads
+    w_qkv, b_qkv = block.qkv.weight.double(), block.qkv.bias.double()
+    w_q, w_k, w_v = w_qkv[:dim], w_qkv[dim:2 * dim], w_qkv[2 * dim:]
+    b_q, b_k, b_v = b_qkv[:dim], b_qkv[dim:2 * dim], b_qkv[2 * dim:]
+    normed = [_layer_norm(x[i], block.attention_norm) for i in range(seq_len)]
+    q = [w_q @ n + b_q for n in normed]
+    k = [w_k @ n + b_k for n in normed]
+    v = [w_v @ n + b_v for n in normed]
+    after_attention = []
+    for i in range(seq_len):
+        visible = [j for j in range(i + 1) if bool(mask[j]) or j == i]
+        head_outputs = []
+        for h in range(heads):
+            part = slice(h * width, (h + 1) * width)
+            scores = torch.stack([q[i][part] @ k[j][part] / math.sqrt(width) for j in visible])
+            weights = torch.exp(scores - scores.max())
+            weights = weights / weights.sum()
+            head_outputs.append(sum(w * v[j][part] for w, j in zip(weights, visible)))
+        attended = torch.cat(head_outputs)
+        after_attention.append(x[i] + block.out.weight.double() @ attended + block.out.bias.double())
+    first, second = block.ffn[0], block.ffn[2]
+    rows = []
+    for y in after_attention:
+        hidden = torch.relu(first.weight.double() @ _layer_norm(y, block.ffn_norm) + first.bias.double())
+        rows.append(y + second.weight.double() @ hidden + second.bias.double())
+    return torch.stack(rows)
+
+
+def _reference_sasrec_last(model, history, mask):
+    """SASRec's user vector: scaled embeddings + positions, zeroed padding, blocks
+    (padding zeroed after each), final LayerNorm, last position."""
+    out = []
+    for row in range(history.shape[0]):
+        keep = mask[row].double().unsqueeze(-1)
+        x = (history[row].double() * math.sqrt(model.dim) + model.position.weight.double()) * keep
+        for block in model.blocks:
+            x = _reference_block(block, x, mask[row]) * keep
+        out.append(_layer_norm(x[-1], model.norm))
+    return torch.stack(out)
+
+
+def test_sasrec_attention_mask_follows_the_documented_rule():
+    _, mask, _ = make_batch(lengths=REFERENCE_LENGTHS)
+    allowed = SASRec.attention_mask(mask)
+    for row in range(len(REFERENCE_LENGTHS)):
+        for i in range(SEQ_LEN):
+            for j in range(SEQ_LEN):
+                expected = j <= i and (bool(mask[row, j]) or j == i)
+                assert bool(allowed[row, i, j]) == expected, (row, i, j)
+
+
+def test_causal_self_attention_block_matches_loop_reference():
+    generator = torch.Generator().manual_seed(7)
+    model = build_backbone("sasrec", DIM, SEQ_LEN, SASREC_FULL).eval()
+    _randomize(model, generator)
+    block = model.blocks[0]
+    assert block.num_heads == 2
+    x = torch.randn(len(REFERENCE_LENGTHS), SEQ_LEN, DIM, generator=generator)
+    _, mask, _ = make_batch(lengths=REFERENCE_LENGTHS)
+    with torch.no_grad():
+        out = block(x, SASRec.attention_mask(mask))
+        expected = torch.stack(
+            [_reference_block(block, x[row].double(), mask[row]) for row in range(len(x))]
+        )
+    # Every position, padded query rows included (they see only themselves).
+    torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_sasrec_user_vector_matches_loop_reference():
+    generator = torch.Generator().manual_seed(11)
+    model = build_backbone("sasrec", DIM, SEQ_LEN, SASREC_FULL).eval()
+    _randomize(model, generator)
+    history, mask, target = make_batch(lengths=REFERENCE_LENGTHS)
+    history = with_new_padding(history, mask)  # padding values must not leak in
+    with torch.no_grad():
+        out = model(history, mask, target)
+        expected = _reference_sasrec_last(model, history, mask)
+    assert out.shape == (len(REFERENCE_LENGTHS), DIM)
+    torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-5)
 
 
 # --------------------------------------------------------------------------- #

@@ -17,7 +17,10 @@ from duet_pipeline.models.layers import HeadWeights, apply_head, apply_head_to_r
 from duet_pipeline.models.position import FORMULAS, PositionWeights
 from duet_pipeline.models.ppg import ParameterGenerator, StackedGenerator, swa_mixing_weights
 from duet_pipeline.models.recommender import ModelConfig, Recommender, load_model, model_bundle
-from duet_pipeline.models.variants import duet_config, duet_variant_name, warm_start_from_base
+from duet_pipeline.methods import get_method
+from duet_pipeline.methods.duet import DuetOptions, duet_config, warm_start_from_base
+
+from conftest import PARAMETERS, backbone_options
 
 DIM = 8
 SEQ_LEN = 5
@@ -28,6 +31,11 @@ LENGTHS = [5, 2, 3, 1]
 
 
 pytestmark = pytest.mark.usefixtures("light_torch")
+
+
+def options_for(backbone):
+    """conf/base's options; SASRec with two heads, so the head split is exercised."""
+    return backbone_options(backbone, **({"num_heads": 2} if backbone == "sasrec" else {}))
 
 
 def histories(lengths=LENGTHS, seq_len=SEQ_LEN, num_items=NUM_ITEMS, seed=0):
@@ -44,7 +52,7 @@ def targets(n, seed=1):
 
 
 def duet_model(backbone="gru4rec", generator=GEN, **kwargs):
-    options = {"sasrec": {"num_heads": 2}}.get(backbone, {})
+    options = options_for(backbone)
     return Recommender(ModelConfig(NUM_ITEMS, SEQ_LEN, backbone, dim=DIM, backbone_options=options,
                                    generator=dict(generator), **kwargs))
 
@@ -209,7 +217,7 @@ def test_stacked_generator_rejects_zero_generators():
 
 def test_generated_head_is_static_head_plus_generator_output():
     """W_n, b_n = static + g_n(L_n(E(history))): rebuilt from the parts by hand."""
-    ppg = ParameterGenerator(DIM, SEQ_LEN, generator_hidden=HIDDEN, num_generators=2,
+    ppg = ParameterGenerator(DIM, SEQ_LEN, generator_hidden=HIDDEN, num_generators=2, temperature=1.0,
                              deviation_init_scale=0.5)
     emb = torch.randn(3, SEQ_LEN, DIM)
     mask = torch.ones(3, SEQ_LEN, dtype=torch.bool)
@@ -228,7 +236,7 @@ def test_generated_head_is_static_head_plus_generator_output():
 
 
 def test_zero_deviation_init_scale_gives_static_head():
-    ppg = ParameterGenerator(DIM, SEQ_LEN, generator_hidden=HIDDEN, num_generators=1,
+    ppg = ParameterGenerator(DIM, SEQ_LEN, generator_hidden=HIDDEN, num_generators=1, temperature=1.0,
                              deviation_init_scale=0.0)
     head = ppg.weights(torch.randn(2, SEQ_LEN, DIM), torch.ones(2, SEQ_LEN, dtype=torch.bool))
     static = ppg.static_head.weights()
@@ -356,41 +364,39 @@ def test_position_weights_on_backbone_flag(backbone):
 # Variants, warm start, bundles
 
 
-@pytest.mark.parametrize("ppg,name", [
-    ({"num_generators": 1, "position_weights": "none"}, "duet"),
-    ({"num_generators": 4, "position_weights": "none"}, "duet+swa"),
-    ({"num_generators": 1, "position_weights": "linear"}, "duet-pa-linear"),
-    ({"num_generators": 4, "position_weights": "gaussian"}, "duet+swa-pa-gaussian"),
+def duet_options(**overrides) -> DuetOptions:
+    return DuetOptions(**{**PARAMETERS["personalization"]["duet"], **overrides})
+
+
+@pytest.mark.parametrize("name,generators,position", [
+    ("duet", 1, "none"), ("duet+swa", 4, "none"), ("duet-pa-linear", 1, "linear"), ("duet-pa-gaussian", 1, "gaussian"),
 ])
-def test_duet_variant_name(ppg, name):
-    assert duet_variant_name(ppg) == name
+def test_each_variant_builds_the_model_its_name_says(name, generators, position):
+    base = ModelConfig(NUM_ITEMS, SEQ_LEN, "din", dim=DIM, backbone_options=options_for("din"))
+    config = duet_config(base, duet_options(swa_generators=4), get_method(name).variant)
+    assert config.generator["num_generators"] == generators and config.position_weights == position
 
 
-def test_duet_config_requires_every_generator_setting():
-    base = ModelConfig(NUM_ITEMS, SEQ_LEN, "din", dim=DIM)
-    ppg = {"generator_hidden": HIDDEN, "position_weights": "none"}
-    with pytest.raises(ValueError, match="ppg.num_generators"):
-        duet_config(base, ppg)
-
-
-def test_duet_config_carries_ppg_parameters():
-    base = ModelConfig(NUM_ITEMS, SEQ_LEN, "sasrec", dim=DIM, backbone_options={"num_heads": 2})
-    ppg = {**GEN, "position_weights": "smooth", "position_weights_on_backbone": True, "warm_start": True}
-    cfg = duet_config(base, ppg)
-    assert cfg.generator == GEN
+def test_duet_config_carries_the_duet_parameters():
+    base = ModelConfig(NUM_ITEMS, SEQ_LEN, "sasrec", dim=DIM, backbone_options=options_for("sasrec"))
+    options = duet_options(generator_hidden=HIDDEN, swa_generators=3, temperature=1.0, deviation_init_scale=0.5,
+                           position_weights_on_backbone=True)
+    cfg = duet_config(base, options, get_method("duet-pa-smooth").variant)
+    assert cfg.generator == {**GEN, "num_generators": 1}
     assert cfg.position_weights == "smooth" and cfg.position_weights_on_backbone is True
     assert (cfg.num_items, cfg.max_seq_len, cfg.backbone, cfg.dim) == (NUM_ITEMS, SEQ_LEN, "sasrec", DIM)
-    assert cfg.backbone_options == {"num_heads": 2} and cfg.backbone_options is not base.backbone_options
-    model = Recommender(cfg)
-    assert model.generates_heads and model.head.generators[0].w1.shape == (3, HIDDEN, DIM)
+    assert cfg.backbone_options == options_for("sasrec") and cfg.backbone_options is not base.backbone_options
+    swa = Recommender(duet_config(base, options, get_method("duet+swa").variant))
+    assert swa.generates_heads and swa.head.generators[0].w1.shape == (3, HIDDEN, DIM)
     assert not Recommender(base).generates_heads
 
 
 @pytest.mark.parametrize("backbone", ["din", "gru4rec", "sasrec"])
 def test_warm_start_copies_base(backbone):
-    options = {"sasrec": {"num_heads": 2}}.get(backbone, {})
+    options = options_for(backbone)
     base = Recommender(ModelConfig(NUM_ITEMS, SEQ_LEN, backbone, dim=DIM, backbone_options=options))
-    duet = Recommender(duet_config(base.config, {**GEN, "position_weights": "linear"}))
+    options = duet_options(generator_hidden=HIDDEN, swa_generators=3, deviation_init_scale=0.5)
+    duet = Recommender(duet_config(base.config, options, get_method("duet-pa-linear").variant))
     base_state = base.state_dict()
     generator_before = {k: v.clone() for k, v in duet.state_dict().items()
                         if k.startswith("head.") and not k.startswith("head.static_head.")}
@@ -423,7 +429,7 @@ def test_warm_start_copies_base(backbone):
     ("sasrec", None, "none"), ("sasrec", GEN, "gaussian"), ("gru4rec", GEN, "exp"), ("din", None, "none"),
 ])
 def test_bundle_round_trip(backbone, generator, position):
-    options = {"sasrec": {"num_heads": 2}}.get(backbone, {})
+    options = options_for(backbone)
     model = Recommender(ModelConfig(NUM_ITEMS, SEQ_LEN, backbone, dim=DIM, backbone_options=options,
                                     generator=None if generator is None else dict(generator),
                                     position_weights=position, position_weights_on_backbone=position != "none"))

@@ -4,10 +4,11 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import kedro
+from conftest import add_toy_method, kedro
 
 TINY = "dataset=ml-100k,training.max_epochs=2,training.progress=false,personalization.finetune.progress=false"
 
@@ -58,25 +59,73 @@ def test_duet_run_compares_methods_and_logs_to_mlflow(tiny_ml100k: Path) -> None
         params = dict(db.execute("select key, value from params").fetchall())
         artifacts = Path(db.execute("select artifact_uri from runs").fetchone()[0].removeprefix("file://"))
     assert metrics["base.val_auc"] == 2  # one value per epoch: a metric history
-    assert metrics["duet.val_auc"] == 2 and metrics["base.train_loss"] == 2
+    assert metrics["duet_swa.val_auc"] == 2 and metrics["base.train_loss"] == 2
     # MLflow forbids '@' and '+' in names: ndcg@10 -> ndcg_at_10, duet+swa -> duet_swa.
     for key in ("test.base.auc", "test.finetune.auc", "test.duet_swa.auc", "test.base.ndcg_at_10",
                 "personalization.duet_swa.payload_bytes", "personalization.finetune.seconds_per_device"):
         assert key in metrics, key
     assert params["backbone"] == "gru4rec" and params["training.learning_rate"] == "0.001"
-    assert params["ppg.num_generators"] == "4"
-    for artifact in ("models/base_model.pkl", "models/duet_model.pkl", "reporting/metrics_table.csv",
+    assert params["personalization.duet.swa_generators"] == "4"
+    assert params["backbones.din.attention_units"] == "[32, 16]"
+    for artifact in ("models/base_model.pkl", "models/duet_swa_model.pkl", "reporting/metrics_table.csv",
                      "reporting/comparison.md", "reporting/auc_by_method.png"):
         assert (artifacts / artifact).exists(), artifact
 
 
-@pytest.mark.parametrize("backbone", ["transformer"])
-def test_unknown_backbone_fails_with_the_valid_choices(tiny_ml100k: Path, backbone: str) -> None:
-    result = kedro(tiny_ml100k, "run", "--pipeline=duet", f"--params={TINY},backbone={backbone}", check=False)
+def written_files(project: Path) -> list[Path]:
+    return [p for p in (project / "data").rglob("*") if p.is_file() and "01_raw" not in p.parts]
+
+
+@pytest.mark.parametrize("override,named,allowed", [
+    ("backbone=transformer", "parameter backbone = 'transformer'", "['din', 'gru4rec', 'sasrec']"),
+    ("features.max_seq_len=0", "parameter features.max_seq_len = 0", "greater than or equal to 1"),
+    ("training.learning_rate=-0.001", "parameter training.learning_rate = -0.001", "greater than 0"),
+    ("personalization.duet.swa_generators=0", "parameter personalization.duet.swa_generators = 0",
+     "greater than or equal to 2"),
+    ("methods=base transformer", "unknown method 'transformer'", "'finetune', 'duet'"),
+    ("training.learnin_rate=0.1", "unknown parameter training.learnin_rate (value 0.1)", "'learning_rate'"),
+    ("training.selection_metric=precision", "parameter training.selection_metric = 'precision'", "'ndcg@10'"),
+    ("backbones.sasrec.num_heads=5", "parameter backbones.sasrec", "must divide the embedding dim 32"),
+])
+def test_a_bad_parameter_fails_at_the_start_naming_it_and_writes_nothing(
+    tiny_ml100k: Path, override: str, named: str, allowed: str
+) -> None:
+    result = kedro(tiny_ml100k, "run", "--pipeline=duet", f"--params={TINY},{override}", check=False)
+    output = " ".join((result.stdout + result.stderr).split())
     assert result.returncode != 0
-    output = result.stdout + result.stderr
-    assert "unknown backbone 'transformer'" in output
-    assert "din" in output and "gru4rec" in output and "sasrec" in output
+    assert "ParameterError: " + named in output and allowed in output, output[-2000:]
+    assert "Running node" not in output  # nothing ran, not even ingestion
+    assert written_files(tiny_ml100k) == []
+
+
+def test_methods_parameter_selects_what_runs(tiny_ml100k: Path) -> None:
+    kedro(tiny_ml100k, "run", "--pipeline=duet", f"--params={TINY},methods=duet base")
+    reporting = tiny_ml100k / "data" / "08_reporting" / "ml-100k" / "din"
+    table = pd.read_csv(latest_version(reporting / "metrics_table.csv"))
+    assert table["method"].tolist() == ["duet", "base"]
+    models = {p.name for p in (tiny_ml100k / "data" / "06_models" / "ml-100k" / "din").iterdir()}
+    assert models == {"base_model.pkl", "duet_model.pkl"}
+    assert not (tiny_ml100k / "data" / "07_model_output" / "ml-100k" / "din" / "finetune_predictions.parquet").exists()
+
+
+def test_a_toy_method_added_as_one_module_and_one_yaml_block_runs_end_to_end(tiny_ml100k: Path) -> None:
+    add_toy_method(tiny_ml100k)
+    kedro(tiny_ml100k, "run", "--pipeline=duet", f"--params={TINY},methods=base popularity")
+    reporting = tiny_ml100k / "data" / "08_reporting" / "ml-100k" / "din"
+    table = pd.read_csv(latest_version(reporting / "metrics_table.csv")).set_index("method")
+    assert list(table.index) == ["base", "popularity"]
+    # Popularity scores do not depend on the device: compare with a direct computation.
+    model_input = tiny_ml100k / "data" / "05_model_input" / "ml-100k"
+    train = pd.read_parquet(latest_version(model_input / "train_samples.parquet"))
+    test = pd.read_parquet(latest_version(model_input / "test_samples.parquet"))
+    counts = train.loc[train["label"] > 0, "target_item"].value_counts()
+    predictions = pd.read_parquet(latest_version(
+        tiny_ml100k / "data" / "07_model_output" / "ml-100k" / "din" / "popularity_predictions.parquet"))
+    want = np.log(test["target_item"].map(counts).fillna(0).to_numpy(np.float64) + 1.0)
+    assert np.abs(predictions["score"].to_numpy() - want).max() < 1e-5
+    bad = kedro(tiny_ml100k, "run", "--pipeline=duet", f"--params={TINY},personalization.popularity.smoothing=-1",
+                check=False)
+    assert bad.returncode != 0 and "personalization.popularity.smoothing = -1" in bad.stdout + bad.stderr
 
 
 def test_duet_all_trains_every_backbone_in_its_namespace(tiny_ml100k: Path) -> None:

@@ -40,12 +40,15 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
+from duet_pipeline.parameters import Block, parse_block
+
 __all__ = [
     "DATASET_SPECS",
     "DATA_DIR_ENV_VAR",
     "DatasetSpec",
     "RATING_COLUMNS",
     "RawDataError",
+    "RawDataParams",
     "SUPPORTED_DATASETS",
     "build_item_index",
     "ensure_ratings_file",
@@ -249,6 +252,18 @@ def _placement_help(spec: DatasetSpec, ratings_path: Path, url: str) -> str:
         f"environment variable (or pass data_dir) to a directory containing "
         f"'{spec.name}/{spec.ratings_file}'."
     )
+
+
+class RawDataParams(Block):
+    """The ``raw_data`` parameters: where the ratings files are."""
+
+    data_dir: str | None  # None: $DUET_DATA_DIR, else fallback_root
+    fallback_root: str
+    download: bool  # fetch the official GroupLens zip (sha256-checked) when absent
+
+    @classmethod
+    def from_params(cls, params: dict) -> "RawDataParams":
+        return parse_block(cls, params, "raw_data")
 
 
 def ensure_ratings_file(

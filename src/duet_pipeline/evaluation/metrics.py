@@ -1,15 +1,77 @@
 """Metrics of PROTOCOL section 5, vectorised over users and independent of row order.
 
-Ranking metrics assume one positive per user (1 positive + 99 negatives) and break a
-tie between the positive and a negative against the positive (pessimistic).
+Every metric is declared once in :data:`METRICS` with its direction and cut-offs; the
+training loop's epoch selection, the reports, the MLflow names and the benchmark
+tables all read the declarations. Ranking metrics assume one positive per user
+(1 positive + 99 negatives) and break a tie between the positive and a negative
+against the positive (pessimistic).
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-RANKING_CUTOFFS = (5, 10, 20)
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric family: ``ndcg`` with cut-offs (5, 10, 20) gives ndcg@5, ndcg@10, ndcg@20.
+
+    ``headline_cutoffs`` (or ``headline`` for a metric without cut-offs) marks what the
+    summary tables show.
+    """
+
+    name: str
+    higher_is_better: bool
+    cutoffs: tuple[int, ...] = ()
+    headline: bool = False
+    headline_cutoffs: tuple[int, ...] = ()
+
+    def names(self) -> list[str]:
+        return [f"{self.name}@{k}" for k in self.cutoffs] if self.cutoffs else [self.name]
+
+    def headline_names(self) -> list[str]:
+        if self.cutoffs:
+            return [f"{self.name}@{k}" for k in self.headline_cutoffs]
+        return [self.name] if self.headline else []
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric("auc", higher_is_better=True, headline=True),
+    Metric("uauc", higher_is_better=True, headline=True),
+    Metric("ndcg", higher_is_better=True, cutoffs=(5, 10, 20), headline_cutoffs=(10,)),
+    Metric("hr", higher_is_better=True, cutoffs=(5, 10, 20), headline_cutoffs=(10,)),
+    Metric("logloss", higher_is_better=False, headline=True),
+)
+RANKING_CUTOFFS = next(m.cutoffs for m in METRICS if m.name == "ndcg")
+
+
+def metric_names() -> list[str]:
+    """Every computed metric, e.g. ['auc', 'uauc', 'ndcg@5', ..., 'logloss']."""
+    return [name for metric in METRICS for name in metric.names()]
+
+
+def headline_metrics() -> list[str]:
+    """The metrics the summary tables show: auc, uauc, ndcg@10, hr@10, logloss."""
+    return [name for metric in METRICS for name in metric.headline_names()]
+
+
+def higher_is_better(name: str) -> bool:
+    """The direction of a declared metric (``ndcg@10`` -> ndcg's)."""
+    family = name.split("@", 1)[0]
+    for metric in METRICS:
+        if metric.name == family and name in metric.names():
+            return metric.higher_is_better
+    raise ValueError(f"unknown metric '{name}'; valid: {metric_names()}")
+
+
+def is_improvement(name: str, value: float, best: float | None) -> bool:
+    """Whether ``value`` of metric ``name`` beats ``best`` (None: nothing to beat yet)."""
+    if best is None:
+        return True
+    return value > best if higher_is_better(name) else value < best
 
 
 def logloss(labels: np.ndarray, logits: np.ndarray) -> float:
@@ -84,4 +146,5 @@ def compute_metrics(users: np.ndarray, labels: np.ndarray, scores: np.ndarray) -
         "logloss": logloss(labels, scores),
     }
     metrics.update(ranking_metrics(positive_ranks(users, labels, scores)))
-    return metrics
+    # In declaration order, so every table lists the metrics the same way.
+    return {name: metrics[name] for name in metric_names()}

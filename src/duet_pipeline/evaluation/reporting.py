@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .metrics import compute_metrics
+from .metrics import compute_metrics, headline_metrics, metric_names
 
 def predictions_frame(samples: pd.DataFrame, scores: np.ndarray, method: str) -> pd.DataFrame:
     """Scored rows in the ``predictions`` layout."""
@@ -51,7 +51,8 @@ def auc_bar_chart(table: pd.DataFrame, title: str) -> plt.Figure:
 
 def comparison_markdown(metrics: pd.DataFrame, devices: pd.DataFrame, title: str) -> str:
     """The comparison of methods as a markdown document: quality, then per-device cost."""
-    quality = metrics[["method", "auc", "uauc", "ndcg@10", "hr@10", "ndcg@5", "hr@5", "logloss"]]
+    headline = headline_metrics()
+    quality = metrics[["method", *headline, *(name for name in metric_names() if name not in headline)]]
     parts = [f"# Methods compared: {title}", "", "Test metrics (1 positive + 99 negatives per user):", "",
              quality.to_markdown(index=False, floatfmt=".4f")]
     if not devices.empty:

@@ -10,27 +10,31 @@ import copy
 import hashlib
 import json
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-from duet_pipeline.models.backbones import BACKBONES
-
-# method label -> the `ppg` parameters that make it (PROTOCOL section 3). Labels follow
-# `duet_variant_name`: "+swa" = several SWA generators, "-pa-<kind>" = position weights.
-DUET_VARIANTS: dict[str, dict[str, Any]] = {
-    "duet": {"num_generators": 1, "position_weights": "none"},
-    "duet+swa": {"num_generators": 4, "position_weights": "none"},
-    **{
-        f"duet-pa-{kind}": {"num_generators": 1, "position_weights": kind}
-        for kind in ("linear", "smooth", "exp", "gaussian")
-    },
-}
-BASE_METHODS = ("base", "finetune")  # both read the one base model of their (backbone, seed)
-METHODS = (*BASE_METHODS, *DUET_VARIANTS)
+from duet_pipeline.methods import get_method, method_names
+from duet_pipeline.run_parameters import check_parameters
 
 # Parameters that change what is displayed, never what is computed: left out of the hash.
 _DISPLAY_ONLY = {"progress"}
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+
+
+def code_version() -> str:
+    """The package version and a hash of every source file under src/duet_pipeline."""
+    digest = hashlib.sha256()
+    for path in sorted(PACKAGE_ROOT.rglob("*.py")):
+        digest.update(path.relative_to(PACKAGE_ROOT).as_posix().encode())
+        digest.update(path.read_bytes())
+    try:
+        package = version("duet_pipeline")
+    except PackageNotFoundError:
+        package = "unknown"
+    return f"{package}+{digest.hexdigest()[:12]}"
 
 
 @dataclass(frozen=True)
@@ -52,10 +56,11 @@ class Unit:
     dataset: str
     backbone: str
     seed: int
-    model: str  # "base" or a DUET variant label
+    model: str  # the cloud model: "base" (shared by its cells) or a method's own key
     cells: list[Cell]
     params: dict[str, Any] = field(repr=False)
     data_version: str = ""
+    code_version: str = ""
 
     @property
     def label(self) -> str:
@@ -64,18 +69,18 @@ class Unit:
     def cell_params(self, cell: Cell) -> dict[str, Any]:
         """The parameters a cell's result depends on (and nothing else)."""
         relevant = {key: self.params[key] for key in ("features", "model", "training", "backbone")}
-        if cell.method == "finetune":
-            relevant["personalization"] = self.params["personalization"]["finetune"]
-        elif cell.method in DUET_VARIANTS:
-            relevant["ppg"] = self.params["ppg"]
-            relevant["personalization"] = self.params["personalization"]["duet"]
+        relevant["backbones"] = {self.backbone: self.params["backbones"][self.backbone]}
+        block = get_method(cell.method).spec.block
+        if block is not None:
+            relevant["personalization"] = {block: self.params["personalization"][block]}
         return relevant
 
-    def cell_hash(self, cell: Cell) -> str:
-        return config_hash(
-            {"cell": [cell.dataset, cell.backbone, cell.method, cell.seed],
-             "data_version": self.data_version, "params": self.cell_params(cell)}
-        )
+    def cell_hash(self, cell: Cell, with_code: bool = True) -> str:
+        """Identifies a cell's result: cell, data, parameters and (unless ``with_code`` is
+        False, for --reuse-stale) the code version."""
+        key = {"cell": [cell.dataset, cell.backbone, cell.method, cell.seed],
+               "data_version": self.data_version, "params": self.cell_params(cell)}
+        return config_hash({**key, "code_version": self.code_version} if with_code else key)
 
 
 def config_hash(config: dict[str, Any]) -> str:
@@ -90,15 +95,6 @@ def _without_display_keys(value: Any) -> Any:
     if isinstance(value, list):
         return [_without_display_keys(v) for v in value]
     return value
-
-
-def validate_choices(backbones: list[str], methods: list[str]) -> None:
-    unknown = [b for b in backbones if b not in BACKBONES]
-    if unknown:
-        raise ValueError(f"unknown backbone(s) {unknown}; valid choices: {sorted(BACKBONES)}")
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ValueError(f"unknown method(s) {unknown}; valid choices: {list(METHODS)}")
 
 
 def apply_overrides(params: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -122,32 +118,42 @@ def apply_overrides(params: dict[str, Any], overrides: list[str]) -> dict[str, A
 
 def plan_units(
     params: dict[str, Any], dataset: str, backbones: list[str], methods: list[str], seeds: list[int],
-    data_version: str,
+    data_version: str, code: str | None = None,
 ) -> list[Unit]:
-    """The units that produce the requested cells: all base units first (they are the
-    cheapest and warm-started DUET needs them), then DUET units seed by seed, so a grid
-    stopped half-way has every method at the first seeds rather than every seed of a few."""
-    validate_choices(backbones, methods)
+    """The units that produce the requested cells: all units of the shared base model
+    first (the cheapest; warm starts need them), then the methods' own trainings seed by
+    seed, so a grid stopped half-way has every method at the first seeds rather than
+    every seed of a few. Parameters are checked first, as `kedro run` checks them."""
+    code = code_version() if code is None else code
+    for backbone in backbones:
+        check_parameters({**params, "dataset": dataset, "backbone": backbone, "methods": methods})
+    ordered = [name for name in method_names() if name in methods]
+    shared = [name for name in ordered if get_method(name).spec.cloud_model == "base"]
+    own = [name for name in ordered if name not in shared]
     units = []
     for seed in seeds:
         for backbone in backbones:
-            cells = [Cell(dataset, backbone, m, seed) for m in BASE_METHODS if m in methods]
-            if cells:
-                units.append(_unit(params, dataset, backbone, seed, "base", cells, data_version))
+            if shared:
+                cells = [Cell(dataset, backbone, m, seed) for m in shared]
+                units.append(_unit(params, dataset, backbone, seed, "base", cells, data_version, code))
     for seed in seeds:
-        for method in (m for m in DUET_VARIANTS if m in methods):
+        for method in own:
             for backbone in backbones:
-                units.append(_unit(params, dataset, backbone, seed, method,
-                                   [Cell(dataset, backbone, method, seed)], data_version))
+                units.append(_unit(params, dataset, backbone, seed, get_method(method).model_name,
+                                   [Cell(dataset, backbone, method, seed)], data_version, code))
     return units
 
 
-def _unit(params, dataset, backbone, seed, model, cells, data_version) -> Unit:
-    resolved = copy.deepcopy(params)
+def _quiet(value: Any) -> Any:
+    """``value`` with every display-only ``progress`` switched off (workers have no terminal)."""
+    if isinstance(value, dict):
+        return {k: (False if k in _DISPLAY_ONLY else _quiet(v)) for k, v in value.items()}
+    return value
+
+
+def _unit(params, dataset, backbone, seed, model, cells, data_version, code) -> Unit:
+    resolved = _quiet(copy.deepcopy(params))
     resolved["dataset"], resolved["backbone"] = dataset, backbone
+    resolved["methods"] = [cell.method for cell in cells]
     resolved["training"]["seed"] = seed
-    resolved["training"]["progress"] = False
-    resolved["personalization"]["finetune"]["progress"] = False
-    if model in DUET_VARIANTS:
-        resolved["ppg"].update(DUET_VARIANTS[model])
-    return Unit(dataset, backbone, seed, model, cells, resolved, data_version)
+    return Unit(dataset, backbone, seed, model, cells, resolved, data_version, code)

@@ -1,5 +1,8 @@
 """A dataset's grid results: per-seed table, mean +- std summary, timing, and a look at
-every cell where DUET does not beat the base model. Written to docs/RESULTS.md."""
+every cell where a method does not beat the base model. Written to docs/RESULTS.md.
+
+Methods, their order and their published AUCs come from the method registry; metric
+names and directions from the metric declarations."""
 from __future__ import annotations
 
 import re
@@ -13,44 +16,30 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from duet_pipeline.evaluation.metrics import compute_metrics, per_user_auc
-from duet_pipeline.training.tensors import SampleTensors
+from duet_pipeline.evaluation.metrics import compute_metrics, headline_metrics, metric_names, per_user_auc
+from duet_pipeline.methods import baseline, get_method, method_names
+from duet_pipeline.training.tracking import mlflow_metric_name
 
-from .grid import DUET_VARIANTS, METHODS, Unit
+from .grid import Unit
 from .runner import GridData
 from .tracking import GridTracker
 
-QUALITY = {"auc": "test.auc", "uauc": "test.uauc", "ndcg@10": "test.ndcg_at_10", "hr@10": "test.hr_at_10"}
-
-# PROTOCOL section 6: test AUC (paper as quoted by the reproduction; the reproduction).
-# Our "duet+swa" is the paper's DUET (which has SWA); the reproduction's DUET has no SWA,
-# so it sits beside our "duet". Only ml-100k and ml-1m have reference numbers.
-PAPER_AUC = {
-    "ml-1m": {"din": {"base": .9077, "finetune": .9080, "duet+swa": .9230},
-              "sasrec": {"base": .9280, "finetune": .9279, "duet+swa": .9326},
-              "gru4rec": {"base": .9279, "finetune": .9286, "duet+swa": .9311}},
-    "ml-100k": {"din": {"base": .8348, "finetune": .8429, "duet+swa": .8581},
-                "sasrec": {"base": .8721, "finetune": .8719, "duet+swa": .8723},
-                "gru4rec": {"base": .8723, "finetune": .8711, "duet+swa": .8755}},
-}
-REPRODUCTION_AUC = {
-    "ml-1m": {"din": {"base": .9198, "finetune": .9286, "duet": .9306, "duet-pa-linear": .9315, "duet-pa-gaussian": .9318},
-              "sasrec": {"base": .9375, "finetune": .9393, "duet": .9389, "duet-pa-linear": .9390, "duet-pa-gaussian": .9401},
-              "gru4rec": {"base": .9378, "finetune": .9388, "duet": .9389, "duet-pa-linear": .9392, "duet-pa-gaussian": .9393}},
-    "ml-100k": {"din": {"base": .8845, "finetune": .8917, "duet": .9004, "duet-pa-linear": .9012, "duet-pa-gaussian": .9007},
-                "sasrec": {"base": .9079, "finetune": .9070, "duet": .9067, "duet-pa-linear": .9046, "duet-pa-gaussian": .9025},
-                "gru4rec": {"base": .9060, "finetune": .9066, "duet": .9040, "duet-pa-linear": .9021, "duet-pa-gaussian": .9014}},
-}
+# Headline metric -> its MLflow column in the runs frame.
+QUALITY = {name: f"test.{mlflow_metric_name(name)}" for name in headline_metrics()}
+# The method every other is compared to.
+BASE = baseline().name
 
 
-def planned_runs(tracker: GridTracker, units: list[Unit]) -> pd.DataFrame:
-    """The MLflow runs of the planned cells under the current configuration."""
-    hashes = {unit.cell_hash(cell) for unit in units for cell in unit.cells}
+def planned_runs(tracker: GridTracker, units: list[Unit], reuse_stale: bool = False) -> pd.DataFrame:
+    """The MLflow runs of the planned cells under the current configuration (and code,
+    unless ``reuse_stale``)."""
+    column = "params_hash" if reuse_stale else "config_hash"
+    hashes = {unit.cell_hash(cell, with_code=not reuse_stale) for unit in units for cell in unit.cells}
     runs = tracker.runs(units[0].dataset) if units else pd.DataFrame()
     if runs.empty:
         return runs
-    runs = runs[runs["config_hash"].isin(hashes)].copy()
-    order = {m: i for i, m in enumerate(METHODS)}
+    runs = runs[runs[column].isin(hashes)].sort_values("start_time").drop_duplicates(column, keep="last")
+    order = {m: i for i, m in enumerate(method_names())}
     return runs.sort_values(["backbone", "method", "seed"], key=lambda c: c.map(order) if c.name == "method" else c)
 
 
@@ -64,21 +53,21 @@ def mean_std(values: pd.Series) -> str:
 
 def quality_table(runs: pd.DataFrame, dataset: str) -> pd.DataFrame:
     rows = []
+    reference = baseline().name
     for (backbone, method), group in runs.groupby(["backbone", "method"], sort=False):
-        base = runs[(runs["backbone"] == backbone) & (runs["method"] == "base")]
+        base = runs[(runs["backbone"] == backbone) & (runs["method"] == reference)]
         gain = group.set_index("seed")["test.auc"] - base.set_index("seed")["test.auc"]
         rows.append({
             "backbone": backbone, "method": method, "seeds": len(group),
             **{name: mean_std(group[column]) for name, column in QUALITY.items()},
-            "AUC - base (paired)": "" if method == "base" or gain.dropna().empty else f"{gain.mean():+.4f}",
-            "paper AUC": _reference(PAPER_AUC, dataset, backbone, method),
-            "reproduction AUC": _reference(REPRODUCTION_AUC, dataset, backbone, method),
+            f"AUC - {reference} (paired)": "" if method == reference or gain.dropna().empty else f"{gain.mean():+.4f}",
+            **{f"{source} AUC": _reference(method, source, dataset, backbone) for source in ("paper", "reproduction")},
         })
     return pd.DataFrame(rows)
 
 
-def _reference(table: dict, dataset: str, backbone: str, method: str) -> str:
-    value = table.get(dataset, {}).get(backbone, {}).get(method)
+def _reference(method: str, source: str, dataset: str, backbone: str) -> str:
+    value = get_method(method).reference_auc(source, dataset, backbone)
     return "" if value is None else f"{value:.4f}"
 
 
@@ -89,7 +78,7 @@ def timing_table(runs: pd.DataFrame) -> pd.DataFrame:
     for (backbone, method), group in runs.groupby(["backbone", "method"], sort=False):
         rows.append({
             "backbone": backbone, "method": method,
-            "trained model": "base" if method in ("base", "finetune") else method,
+            "trained model": _trained_model(method),
             "s/epoch": f"{group['training.seconds_per_epoch'].median():.1f}",
             "train rows/s": f"{group['training.train_rows_per_second'].median():,.0f}",
             "epochs (best)": f"{group['training.epochs'].mean():.1f} ({group['training.best_epoch'].mean():.1f})",
@@ -98,46 +87,56 @@ def timing_table(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _trained_model(method: str) -> str:
+    """The cloud model a method's cells use: the shared base model or its own."""
+    return "base" if get_method(method).spec.cloud_model == "base" else method
+
+
 def _ms(seconds: pd.Series | None) -> str:
     return "" if seconds is None or seconds.isna().all() else f"{seconds.median() * 1000:.3f}"
 
 
 def device_cost_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """DUET head generation (median over every DUET variant and seed) versus on-device
-    fine-tuning (median over seeds), per backbone."""
+    """Per backbone, every method with per-device work: its median cost per device over
+    seeds and variants, the payload it sends where it sends one, and its cost relative
+    to the cheapest such method."""
     rows = []
+    column = "personalization.seconds_per_device"
+    if column not in runs.columns:
+        return pd.DataFrame()
     for backbone, group in runs.groupby("backbone", sort=False):
-        duet = group[group["method"].isin(DUET_VARIANTS)]
-        finetune = group[group["method"] == "finetune"]
-        if duet.empty or finetune.empty:
+        costs = group.dropna(subset=[column]).groupby("method", sort=False)
+        if costs.ngroups < 1:
             continue
-        generation = duet["personalization.seconds_per_device"].median() * 1000
-        tuning = finetune["personalization.seconds_per_device"].median() * 1000
-        rows.append({
-            "backbone": backbone,
-            "DUET generation ms/device (batched)": f"{generation:.4f}",
-            "DUET single request p50 ms": f"{duet['personalization.generation_ms_p50_single'].median():.3f}",
-            "fine-tune ms/device": f"{tuning:.2f}",
-            "fine-tune / DUET": f"{tuning / generation:,.0f}x",
-            "payload bytes/device": f"{duet['personalization.payload_bytes'].mean():,.0f}",
-        })
+        cheapest = costs[column].median().min()
+        for method, part in costs:
+            payload = part.get("personalization.payload_bytes")
+            single = part.get("personalization.generation_ms_p50_single")
+            rows.append({
+                "backbone": backbone, "method": method, "on the device": get_method(method).spec.on_device,
+                "ms/device (batched)": f"{part[column].median() * 1000:.4f}",
+                "single request p50 ms": "" if single is None or single.isna().all() else f"{single.median():.3f}",
+                "payload bytes/device": "" if payload is None or payload.isna().all() else f"{payload.mean():,.0f}",
+                "cost / cheapest": f"{part[column].median() / cheapest:,.0f}x",
+            })
     return pd.DataFrame(rows)
 
 
 def losing_cells(runs: pd.DataFrame) -> list[tuple[str, str]]:
-    """(backbone, DUET method) whose mean test AUC is below the base model's."""
+    """(backbone, method) whose mean test AUC is below the base model's."""
+    reference = baseline().name
     means = runs.groupby(["backbone", "method"])["test.auc"].mean()
     return [
         (backbone, method) for (backbone, method), auc in means.items()
-        if method in DUET_VARIANTS and (backbone, "base") in means and auc < means[(backbone, "base")]
+        if method != reference and (backbone, reference) in means and auc < means[(backbone, reference)]
     ]
 
 
 def learning_curves(tracker: GridTracker, runs: pd.DataFrame, backbone: str, methods: list[str], path: Path) -> None:
-    """Validation AUC per epoch of the base model and the given DUET variants, every seed."""
+    """Validation AUC per epoch of the base model and the given methods, every seed."""
     figure, axis = plt.subplots(figsize=(7, 4))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for colour, method in zip(colours, ["base", *methods]):
+    for colour, method in zip(colours, [BASE, *methods]):
         for i, run in enumerate(runs[(runs["backbone"] == backbone) & (runs["method"] == method)].itertuples()):
             history = tracker.training_history(run.run_id)
             axis.plot(history["epoch"], history["val_auc"], color=colour, alpha=0.8, marker=".",
@@ -174,7 +173,7 @@ def breakdown(tracker: GridTracker, runs: pd.DataFrame, users: pd.DataFrame, bac
               methods: list[str], by: str) -> pd.DataFrame:
     """Test AUC, UAUC and NDCG@10 per user group, per seed, for base and the given methods."""
     rows = []
-    for method in ["base", *methods]:
+    for method in [BASE, *methods]:
         for run in runs[(runs["backbone"] == backbone) & (runs["method"] == method)].itertuples():
             predictions = tracker.predictions(run.run_id).merge(users[["user_id", by]], on="user_id")
             for group, part in predictions.groupby(by, sort=True):
@@ -192,7 +191,7 @@ def paired_user_differences(tracker: GridTracker, runs: pd.DataFrame, cells: lis
     for backbone, method in cells:
         for seed in sorted(runs[(runs["backbone"] == backbone) & (runs["method"] == method)]["seed"]):
             pair = {m: runs[(runs["backbone"] == backbone) & (runs["method"] == m) & (runs["seed"] == seed)]
-                    for m in ("base", method)}
+                    for m in (BASE, method)}
             if any(p.empty for p in pair.values()):
                 continue
             aucs = {}
@@ -200,7 +199,7 @@ def paired_user_differences(tracker: GridTracker, runs: pd.DataFrame, cells: lis
                 predictions = tracker.predictions(run["run_id"].iloc[0])
                 aucs[m] = per_user_auc(predictions["user_id"].to_numpy(), predictions["label"].to_numpy(),
                                        predictions["score"].to_numpy())
-            diff = (aucs[method] - aucs["base"]).dropna()
+            diff = (aucs[method] - aucs[BASE]).dropna()
             half = 1.96 * diff.std(ddof=1) / np.sqrt(len(diff))
             rows.append({"backbone": backbone, "method": method, "seed": seed, "users": len(diff),
                          "UAUC - base": f"{diff.mean():+.4f}", "95% interval": f"[{diff.mean() - half:+.4f}, {diff.mean() + half:+.4f}]",
@@ -215,19 +214,19 @@ def relative_to_base(table: pd.DataFrame, by: str, metric: str) -> pd.DataFrame:
     groups = wide.index.get_level_values(by).unique()
     users = table.drop_duplicates(by).set_index(by)["users"]
     out = pd.DataFrame({by: groups, "users": users.reindex(groups).to_numpy(),
-                        f"base {metric}": wide["base"].groupby(level=by).mean().reindex(groups).map("{:.4f}".format).to_numpy()})
-    for method in (m for m in table["method"].unique() if m != "base"):
-        paired = (wide[method] - wide["base"]).dropna().groupby(level=by).mean().reindex(groups)
+                        f"{BASE} {metric}": wide[BASE].groupby(level=by).mean().reindex(groups).map("{:.4f}".format).to_numpy()})
+    for method in (m for m in table["method"].unique() if m != BASE):
+        paired = (wide[method] - wide[BASE]).dropna().groupby(level=by).mean().reindex(groups)
         out[f"{method} - base"] = paired.map("{:+.4f}".format).to_numpy()
     return out
 
 
 def investigation(tracker: GridTracker, runs: pd.DataFrame, data: GridData, dataset: str, folder: Path,
                   doc_folder: Path) -> str:
-    """Learning curves and per-group breakdowns for every cell where DUET loses to base."""
+    """Learning curves and per-group breakdowns for every cell where a method loses to base."""
     losing = losing_cells(runs)
     if not losing:
-        return "Every DUET variant's mean test AUC is at or above the base model's."
+        return f"Every method's mean test AUC is at or above the {BASE} model's."
     users = user_groups(data)
     lengths = users["history_length"].value_counts().sort_index()
     parts = [
@@ -269,8 +268,8 @@ def write_section(doc: Path, name: str, markdown: str, header: str = "# Results\
 
 
 def per_seed_table(runs: pd.DataFrame) -> pd.DataFrame:
-    columns = {"backbone": "backbone", "method": "method", "seed": "seed", **{k: v for k, v in QUALITY.items()},
-               "logloss": "test.logloss", "best_epoch": "training.best_epoch", "epochs": "training.epochs",
+    columns = {"backbone": "backbone", "method": "method", "seed": "seed",
+               **{name: f"test.{mlflow_metric_name(name)}" for name in metric_names()}, "best_epoch": "training.best_epoch", "epochs": "training.epochs",
                "seconds_per_epoch": "training.seconds_per_epoch",
                "train_rows_per_second": "training.train_rows_per_second",
                "personalization_seconds_per_device": "personalization.seconds_per_device",
@@ -284,15 +283,15 @@ def training_minutes(runs: pd.DataFrame) -> float:
     finetune share once."""
     if runs.empty:
         return 0.0
-    model = runs["method"].where(runs["method"] != "finetune", "base")
+    model = runs["method"].map(_trained_model)
     return float(runs.assign(model=model).drop_duplicates(["backbone", "seed", "model"])["wall_seconds"].sum() / 60)
 
 
 def write_dataset_results(tracker: GridTracker, units: list[Unit], data: GridData, doc: Path,
-                          context: dict[str, Any]) -> pd.DataFrame:
+                          context: dict[str, Any], reuse_stale: bool = False) -> pd.DataFrame:
     """docs/RESULTS.md section and docs/results/<dataset>.csv for the planned cells."""
     dataset = units[0].dataset
-    runs = planned_runs(tracker, units)
+    runs = planned_runs(tracker, units, reuse_stale)
     planned = sum(len(u.cells) for u in units)
     folder = doc.parent / "results"
     folder.mkdir(parents=True, exist_ok=True)
@@ -321,7 +320,7 @@ def write_dataset_results(tracker: GridTracker, units: list[Unit], data: GridDat
     devices = device_cost_table(runs)
     if not devices.empty:
         body += ["", devices.to_markdown(index=False, disable_numparse=True)]
-    body += ["", "### Where DUET does not beat base", "",
+    body += ["", "### Where a method does not beat base", "",
              investigation(tracker, runs, data, dataset, folder, doc.parent)]
     write_section(doc, dataset, "\n".join(body))
     return runs

@@ -9,13 +9,11 @@ import pandas as pd
 
 from duet_pipeline.evaluation.reporting import metrics_table, predictions_frame
 from duet_pipeline.methods import Devices, get_method
-from duet_pipeline.models.recommender import model_bundle
-from duet_pipeline.models.variants import base_model_config
-from duet_pipeline.training.loop import FitResult, TrainingConfig
-from duet_pipeline.training.models import EpochCallback, train_base, train_duet
+from duet_pipeline.training.loop import TrainingConfig
+from duet_pipeline.training.models import CloudData, EpochCallback, Trained, train_base
 from duet_pipeline.training.tensors import SampleTensors, to_tensors
 
-from .grid import DUET_VARIANTS, Cell, Unit
+from .grid import Cell, Unit
 
 
 @dataclass
@@ -43,62 +41,54 @@ class CellResult:
     params: dict[str, Any] = field(repr=False)
     history: pd.DataFrame = field(repr=False)  # per-epoch training/validation curve
     predictions: pd.DataFrame = field(repr=False)
+    params_hash: str = ""  # the hash without the code version (--reuse-stale)
     wall_seconds: float = 0.0
 
 
-def training_summary(result: FitResult) -> dict[str, float]:
+def training_summary(result: Trained) -> dict[str, float]:
     history = result.history
-    return {
-        "best_epoch": float(result.best_epoch),
-        "epochs": float(len(history)),
-        "seconds_per_epoch": float(history["train_seconds"].mean()),
-        "train_rows_per_second": float(history["train_rows_per_second"].mean()),
-        "best_val_auc": float(history["val_auc"].iloc[result.best_epoch - 1]),
-    }
+    summary = {"best_epoch": float(result.best_epoch), "epochs": float(len(history))}
+    if len(history):
+        summary.update({
+            "seconds_per_epoch": float(history["train_seconds"].mean()),
+            "train_rows_per_second": float(history["train_rows_per_second"].mean()),
+            "best_val_auc": float(history["val_auc"].iloc[result.best_epoch - 1]),
+        })
+    return summary
 
 
 def run_unit(unit: Unit, data: GridData, on_epoch_end: EpochCallback | None = None) -> list[CellResult]:
-    """Train the unit's model and return one result per cell, in ``unit.cells`` order."""
+    """Train the unit's cloud model and return one result per cell, in ``unit.cells`` order."""
     started = time.perf_counter()
     params = unit.params
-    config = TrainingConfig.from_params(params["training"])
-    if unit.model in DUET_VARIANTS:
-        model, fit_result = train_duet(
-            data.train, data.validation, _base_for_duet(unit, data, config), params["ppg"], config, on_epoch_end
-        )
+    cloud = CloudData(data.train, data.validation, data.num_items, unit.backbone, params["model"],
+                      params["backbones"], TrainingConfig.from_params(params["training"]))
+    methods = [get_method(cell.method) for cell in unit.cells]
+    options = {m.name: m.parse_options(params["personalization"].get(m.spec.block)) for m in methods}
+    trainer = methods[0]
+    if trainer.spec.cloud_model == "base":
+        model = train_base(cloud, on_epoch_end)
     else:
-        model, fit_result = train_base(
-            data.train, data.validation, data.num_items, unit.backbone, params["model"], config, on_epoch_end
-        )
+        # A base model the method starts from is trained inside the unit, so units stay
+        # independent and can run in any order.
+        base = train_base(cloud).bundle if trainer.needs_base_model(options[trainer.name]) else None
+        model = trainer.train(cloud, options[trainer.name], base, on_epoch_end)
     results = []
-    for cell in unit.cells:
-        method = "duet" if cell.method in DUET_VARIANTS else cell.method
-        devices = Devices(candidates=data.test, own_rows=data.train if method == "finetune" else None)
-        options = params["personalization"].get(method, {})
-        personalised = get_method(method).personalize(model, devices, options)
+    for cell, method in zip(unit.cells, methods):
+        devices = Devices(candidates=data.test, own_rows=data.train if method.spec.reads_own_rows else None)
+        personalised = method.personalize(model.bundle, devices, options[method.name])
         predictions = predictions_frame(data.test_samples, personalised.scores, cell.method)
         metrics = metrics_table(predictions).drop(columns=["method", "users"]).iloc[0].to_dict()
         results.append(CellResult(
             cell=cell, config_hash=unit.cell_hash(cell), metrics={k: float(v) for k, v in metrics.items()},
-            training=training_summary(fit_result), personalization=dict(personalised.report),
-            params=unit.cell_params(cell), history=fit_result.history, predictions=predictions,
+            training=training_summary(model), personalization=dict(personalised.report),
+            params=unit.cell_params(cell), history=model.history, predictions=predictions,
+            params_hash=unit.cell_hash(cell, with_code=False),
         ))
     wall = time.perf_counter() - started
     for result in results:
         result.wall_seconds = wall
     return results
-
-
-def _base_for_duet(unit: Unit, data: GridData, config: TrainingConfig) -> dict[str, Any]:
-    """A cold start needs only the base model's shape; a warm start needs it trained
-    (trained again here, so units stay independent and can run in any order)."""
-    if unit.params["ppg"]["warm_start"]:
-        base, result = train_base(
-            data.train, data.validation, data.num_items, unit.backbone, unit.params["model"], config
-        )
-        return model_bundle(base, "base", {"best_epoch": result.best_epoch})
-    shape = base_model_config(data.num_items, data.train.history.shape[1], unit.backbone, unit.params["model"])
-    return {"config": shape.to_dict()}
 
 
 # Worker processes of a parallel grid load the dataset's tensors once and keep them,

@@ -43,7 +43,8 @@ class GridTracker:
         """One finished MLflow run holding the cell's metrics, curve and predictions."""
         cell = result.cell
         run_tags = {"dataset": cell.dataset, "backbone": cell.backbone, "method": cell.method,
-                    "seed": str(cell.seed), "config_hash": result.config_hash, **tags}
+                    "seed": str(cell.seed), "config_hash": result.config_hash,
+                    "params_hash": result.params_hash, **tags}
         run = self.client.create_run(
             self.experiment_id, run_name=f"{cell.dataset}/{cell.backbone}/{cell.method}/seed{cell.seed}",
             tags=run_tags,
@@ -86,6 +87,7 @@ class GridTracker:
             rows.append({
                 "run_id": run.info.run_id, "start_time": run.info.start_time,
                 **{k: tags[k] for k in ("dataset", "backbone", "method", "config_hash")},
+                "params_hash": tags.get("params_hash", ""),
                 "seed": int(tags["seed"]), **run.data.metrics,
             })
         frame = pd.DataFrame(rows)

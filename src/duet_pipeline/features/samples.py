@@ -11,8 +11,34 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from pydantic import Field
+
+from duet_pipeline.parameters import Block, parse_block
 
 SAMPLE_COLUMNS = ("user_id", "history", "target_item", "label")
+
+
+class NegativeCounts(Block):
+    """Negatives drawn per positive, by split."""
+
+    train: int = Field(ge=1)
+    validation: int = Field(ge=1)
+    test: int = Field(ge=1)
+
+
+class FeatureParams(Block):
+    """The ``features`` parameters (PROTOCOL section 2)."""
+
+    min_rating: float | None = Field(ge=0)  # None: every rating is an interaction
+    # Leave-one-out needs a train, a validation and a test interaction per user.
+    min_user_interactions: int = Field(ge=3)
+    max_seq_len: int = Field(ge=1)
+    negatives: NegativeCounts
+    seed: int = Field(ge=0)
+
+    @classmethod
+    def from_params(cls, params: dict) -> "FeatureParams":
+        return parse_block(cls, params, "features")
 
 
 @dataclass(frozen=True)

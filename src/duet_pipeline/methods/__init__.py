@@ -1,24 +1,118 @@
 """Personalisation methods: how a device gets the model it scores its candidates with.
 
-Every method is one module with ``personalize(model, devices, options)`` returning a
-:class:`~duet_pipeline.methods.common.Personalization` (scores of the devices'
-candidates, in row order, plus a timing report). Adding a method = adding a module
-and a line in :data:`METHODS`.
+A method is one module in this package with a module-level ``SPEC``
+(:class:`~duet_pipeline.methods.common.MethodSpec`) and the functions it declares:
+
+- ``personalize(bundle, devices, options, variant) -> Personalization``: scores of the
+  devices' candidates, in row order, plus a per-device cost report;
+- for ``cloud_model="own"``: ``train(name, data, options, variant, base_bundle,
+  on_epoch_end) -> Trained`` and ``needs_base_model(options, variant) -> bool``.
+
+Its parameters are one block, ``personalization.<block>`` in
+conf/base/parameters_personalization.yml. The registry below finds every such module,
+so adding a method is adding its module and its YAML block: the pipelines, the grid,
+the reports, the notebook and the benchmarks are built from :data:`METHODS`.
 """
 from __future__ import annotations
 
+import importlib
+import pkgutil
+import re
+from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 
-from . import base, duet, finetune
-from .common import Devices, Personalization
+from duet_pipeline.parameters import Block, ParameterError, parse_block
 
-METHODS: dict[str, ModuleType] = {"base": base, "finetune": finetune, "duet": duet}
+from .common import CloudData, Devices, MethodSpec, Personalization, Trained
 
 
-def get_method(name: str) -> ModuleType:
+@dataclass(frozen=True)
+class Method:
+    """One selectable method name (a variant of a method module)."""
+
+    name: str
+    spec: MethodSpec
+    module: ModuleType
+
+    @property
+    def variant(self) -> dict[str, Any]:
+        return self.spec.variants[self.name]
+
+    @property
+    def key(self) -> str:
+        """An identifier for dataset and node names: 'duet+swa' -> 'duet_swa'."""
+        return re.sub(r"[^0-9A-Za-z]+", "_", self.name).strip("_")
+
+    @property
+    def model_name(self) -> str:
+        """The cloud model it uses: 'base' (shared) or its own key."""
+        return "base" if self.spec.cloud_model == "base" else self.key
+
+    def parse_options(self, block: dict[str, Any] | None) -> Block | None:
+        """This method's ``personalization.<block>`` parameters, parsed (None: it reads none)."""
+        if self.spec.block is None:
+            return None
+        if block is None:
+            raise ParameterError(f"missing parameter block personalization.{self.spec.block} (method {self.name})")
+        return parse_block(self.spec.options, block, f"personalization.{self.spec.block}")
+
+    def needs_base_model(self, options: Block | None) -> bool:
+        """Whether it reads the base model: as its cloud model, or to start from it."""
+        if self.spec.cloud_model == "base":
+            return True
+        return bool(self.module.needs_base_model(options, self.variant))
+
+    def train(self, data: CloudData, options: Block | None, base_bundle: dict[str, Any] | None = None,
+              on_epoch_end=None) -> Trained:
+        return self.module.train(self.name, data, options, self.variant, base_bundle, on_epoch_end)
+
+    def personalize(self, bundle: dict[str, Any], devices: Devices, options: Block | None) -> Personalization:
+        return self.module.personalize(bundle, devices, options, self.variant)
+
+    def reference_auc(self, source: str, dataset: str, backbone: str) -> float | None:
+        """The published test AUC ('paper' or 'reproduction') of this cell, if any."""
+        table = self.spec.paper_auc if source == "paper" else self.spec.reproduction_auc
+        return table.get(self.name, {}).get(dataset, {}).get(backbone)
+
+
+def _discover() -> dict[str, Method]:
+    found: list[tuple[int, str, Method]] = []
+    for info in pkgutil.iter_modules(__path__):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        spec = getattr(module, "SPEC", None)
+        if isinstance(spec, MethodSpec):
+            found += [(spec.order, info.name, Method(name, spec, module)) for name in spec.variants]
+    methods: dict[str, Method] = {}
+    for _, _, method in sorted(found, key=lambda entry: entry[:2]):  # stable: variants keep their order
+        if method.name in methods:
+            raise ValueError(f"method '{method.name}' is declared by two modules")
+        methods[method.name] = method
+    return methods
+
+
+METHODS: dict[str, Method] = _discover()
+
+
+def method_names() -> list[str]:
+    return list(METHODS)
+
+
+def get_method(name: str) -> Method:
     if name not in METHODS:
-        raise ValueError(f"unknown method '{name}'; valid choices: {sorted(METHODS)}")
+        raise ParameterError(f"unknown method {name!r}; valid choices: {method_names()}")
     return METHODS[name]
 
 
-__all__ = ["METHODS", "Devices", "Personalization", "get_method"]
+def baseline() -> Method:
+    """The method every other is compared to (the shipped base model)."""
+    return next(m for m in METHODS.values() if m.spec.baseline)
+
+
+def parameter_blocks() -> dict[str, type[Block]]:
+    """Every method module's parameter block: block name -> options model."""
+    return {m.spec.block: m.spec.options for m in METHODS.values() if m.spec.block is not None}
+
+
+__all__ = ["METHODS", "CloudData", "Devices", "Method", "MethodSpec", "Personalization", "Trained",
+           "baseline", "get_method", "method_names", "parameter_blocks"]

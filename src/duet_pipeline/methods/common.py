@@ -1,14 +1,55 @@
-"""What every personalisation method takes and returns."""
+"""What every personalisation method declares, takes and returns."""
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
 
+from duet_pipeline.parameters import Block
+from duet_pipeline.training.models import CloudData, Trained
 from duet_pipeline.training.tensors import SampleTensors
+
+__all__ = ["CloudData", "Devices", "MethodSpec", "Personalization", "References", "Trained", "latency_percentiles"]
+
+# AUC references (PROTOCOL section 6): variant -> dataset -> backbone -> test AUC.
+References = dict[str, dict[str, dict[str, float]]]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """What a method module declares about itself (as its module-level ``SPEC``).
+
+    - ``variants``: every method name the module provides, with the settings that make
+      it (read by the module only), e.g. ``{"duet+swa": {"swa": True, ...}}``.
+    - ``cloud_model``: ``"base"`` = it uses the shared base model as trained by
+      umn_training; ``"own"`` = the module's ``train`` is its own cloud recipe.
+    - ``on_device``: ``"nothing"`` (the shipped model as is), ``"receives"`` (the cloud
+      computes something per device and sends it), ``"trains"`` (the device trains on
+      its own rows).
+    - ``block``: the parameter block ``personalization.<block>`` it reads, parsed by
+      ``options`` (None: it reads none).
+    - ``reads_own_rows``: whether personalisation needs the devices' own train rows.
+    - ``order``: position in tables; ``baseline``: the method others are compared to.
+    """
+
+    variants: dict[str, dict[str, Any]]
+    cloud_model: Literal["base", "own"]
+    on_device: Literal["nothing", "receives", "trains"]
+    description: str
+    block: str | None = None
+    options: type[Block] | None = None
+    reads_own_rows: bool = False
+    order: int = 100
+    baseline: bool = False
+    paper_auc: References = field(default_factory=dict)
+    reproduction_auc: References = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if (self.block is None) != (self.options is None):
+            raise ValueError("a method declares both its parameter block and its options model, or neither")
 
 
 @dataclass

@@ -13,41 +13,52 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import nn
 from torch.func import functional_call, grad, vmap
 from tqdm.auto import tqdm
 
-from duet_pipeline.models.recommender import Recommender
+from duet_pipeline.models.recommender import Recommender, load_model
+from duet_pipeline.parameters import Block
 from duet_pipeline.training.tensors import SampleTensors
 
-from .common import Devices, Personalization
+from .common import Devices, MethodSpec, Personalization
 
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
 
 
-@dataclass
-class FinetuneConfig:
-    learning_rate: float = 1e-3
-    batch_size: int = 1024
-    epochs: int = 1
-    trainable: str = "all"  # all | head
-    seed: int = 0
-    users_per_chunk: int = 32
-    progress: bool = True
+class FinetuneConfig(Block):
+    """The ``personalization.finetune`` parameters."""
 
-    @classmethod
-    def from_options(cls, options: dict[str, Any]) -> "FinetuneConfig":
-        known = {k: v for k, v in options.items() if k in cls.__dataclass_fields__}
-        config = cls(**known)
-        if config.trainable not in ("all", "head"):
-            raise ValueError(f"finetune.trainable must be 'all' or 'head', got '{config.trainable}'")
-        return config
+    learning_rate: float = Field(gt=0)
+    batch_size: int = Field(ge=1)
+    epochs: int = Field(ge=1)
+    trainable: Literal["all", "head"]
+    seed: int = Field(ge=0)
+    users_per_chunk: int = Field(ge=1)  # devices fine-tuned together (vmap over stacked parameters)
+    loop_devices: int = Field(ge=0)  # devices re-run one by one to time the plain per-device loop
+    progress: bool
+
+
+SPEC = MethodSpec(
+    variants={"finetune": {}},
+    cloud_model="base",
+    on_device="trains",
+    description="each device fine-tunes its copy of the base model on its own rows",
+    block="finetune",
+    options=FinetuneConfig,
+    reads_own_rows=True,
+    order=10,
+    paper_auc={"finetune": {"ml-1m": {"din": .9080, "sasrec": .9279, "gru4rec": .9286},
+                            "ml-100k": {"din": .8429, "sasrec": .8719, "gru4rec": .8711}}},
+    reproduction_auc={"finetune": {"ml-1m": {"din": .9286, "sasrec": .9393, "gru4rec": .9388},
+                                   "ml-100k": {"din": .8917, "sasrec": .9070, "gru4rec": .9066}}},
+)
 
 
 def user_steps(own_rows: SampleTensors, user: int, config: FinetuneConfig) -> list[torch.Tensor]:
@@ -68,21 +79,27 @@ def is_trainable(name: str, config: FinetuneConfig) -> bool:
     return config.trainable == "all" or name.startswith("head.")
 
 
+def finetune_user(model: Recommender, own_rows: SampleTensors, user: int, config: FinetuneConfig) -> Recommender:
+    """A deep copy of ``model`` trained on ``user``'s own rows with ``torch.optim.Adam`` (eval mode)."""
+    local = copy.deepcopy(model).eval()
+    trainable = [p for n, p in local.named_parameters() if is_trainable(n, config)]
+    optimizer = torch.optim.Adam(trainable, lr=config.learning_rate, betas=ADAM_BETAS, eps=ADAM_EPS)
+    for step in user_steps(own_rows, user, config):
+        loss = nn.functional.binary_cross_entropy_with_logits(
+            local(own_rows.history[step], own_rows.target[step]), own_rows.label[step]
+        )
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return local
+
+
 def finetune_scores_loop(model: Recommender, devices: Devices, config: FinetuneConfig) -> np.ndarray:
     """Reference: a deep copy and a ``torch.optim.Adam`` per user, one user at a time."""
-    candidates, own = devices.candidates, devices.own_rows
+    candidates = devices.candidates
     scores = np.zeros(len(candidates), dtype=np.float32)
     for user in devices.users().tolist():
-        local = copy.deepcopy(model).eval()
-        trainable = [p for n, p in local.named_parameters() if is_trainable(n, config)]
-        optimizer = torch.optim.Adam(trainable, lr=config.learning_rate, betas=ADAM_BETAS, eps=ADAM_EPS)
-        for step in user_steps(own, user, config):
-            loss = nn.functional.binary_cross_entropy_with_logits(
-                local(own.history[step], own.target[step]), own.label[step]
-            )
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+        local = finetune_user(model, devices.own_rows, user, config)
         rows = torch.nonzero(candidates.user == user).squeeze(1)
         with torch.no_grad():
             scores[rows.numpy()] = local(candidates.history[rows], candidates.target[rows]).numpy()
@@ -171,15 +188,16 @@ def finetune_scores_batched(model: Recommender, devices: Devices, config: Finetu
     return scores
 
 
-def personalize(model: Recommender, devices: Devices, options: dict[str, Any]) -> Personalization:
+def personalize(bundle: dict[str, Any], devices: Devices, config: FinetuneConfig,
+                variant: dict[str, Any]) -> Personalization:
     if devices.own_rows is None:
         raise ValueError("fine-tuning needs the devices' own rows (train_samples)")
-    config = FinetuneConfig.from_options(options)
+    model = load_model(bundle)
     started = time.perf_counter()
     scores = finetune_scores_batched(model, devices, config)
     seconds = time.perf_counter() - started
     users = len(devices.users())
-    probe = Devices(devices.candidates.for_users(devices.users()[: int(options.get("loop_devices", 20))]), devices.own_rows)
+    probe = Devices(devices.candidates.for_users(devices.users()[: config.loop_devices]), devices.own_rows)
     started = time.perf_counter()
     finetune_scores_loop(model, probe, config)
     loop_seconds = (time.perf_counter() - started) / max(len(probe.users()), 1)

@@ -4,21 +4,38 @@ Every backbone takes ``history_emb`` (B, L, d) left-padded, most recent last, a 
 ``mask`` (B, L) that is True on real items, and ``target_emb`` (B, d), which only
 target-aware backbones (``uses_target``) read; the others get None. Histories always
 hold at least one real item, so position L-1 is real.
+
+A backbone is one class here plus one block in ``conf/base/parameters_backbones.yml``:
+the class declares ``name`` and its ``Options`` (types and ranges, no defaults); the
+YAML block holds every option's value, so defaults live in one place.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
+from pydantic import Field, PositiveInt
 from torch import nn
+
+from duet_pipeline.parameters import Block, parse_block
+
+# name -> backbone class, filled by every subclass of Backbone that sets `name`.
+BACKBONES: dict[str, type["Backbone"]] = {}
 
 
 class Backbone(nn.Module):
-    """Interface of a backbone; subclasses register themselves in :data:`BACKBONES`."""
+    """Interface of a backbone; a subclass with a ``name`` registers itself in :data:`BACKBONES`."""
 
+    name: ClassVar[str]
+    Options: ClassVar[type[Block]]
     # Whether u depends on the target. If not, rows sharing a history share u, and the
     # recommender computes it once per distinct history.
     uses_target: bool = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            BACKBONES[cls.name] = cls
 
     def __init__(self, dim: int, max_seq_len: int) -> None:
         super().__init__()
@@ -38,9 +55,13 @@ class DIN(Backbone):
     [h, t, h - t, h * t]; padding gets no weight.
     """
 
+    name = "din"
     uses_target = True
 
-    def __init__(self, dim: int, max_seq_len: int, attention_units: tuple[int, ...] = (32, 16)) -> None:
+    class Options(Block):
+        attention_units: list[PositiveInt] = Field(min_length=1)  # hidden widths of the activation unit
+
+    def __init__(self, dim: int, max_seq_len: int, *, attention_units: list[int]) -> None:
         super().__init__(dim, max_seq_len)
         layers: list[nn.Module] = []
         width = 4 * dim
@@ -104,7 +125,13 @@ class GRU4Rec(Backbone):
     Padding never enters the recurrence (see :func:`masked_gru`).
     """
 
-    def __init__(self, dim: int, max_seq_len: int, num_layers: int = 2, dropout: float = 0.0) -> None:
+    name = "gru4rec"
+
+    class Options(Block):
+        num_layers: int = Field(ge=1)
+        dropout: float = Field(ge=0.0, lt=1.0)
+
+    def __init__(self, dim: int, max_seq_len: int, *, num_layers: int, dropout: float) -> None:
         super().__init__(dim, max_seq_len)
         self.dropout = dropout
         self.gru = nn.GRU(dim, dim, num_layers=num_layers, batch_first=True)
@@ -150,14 +177,14 @@ class CausalSelfAttentionBlock(nn.Module):
 class SASRec(Backbone):
     """Self-attentive sequential recommendation: causal Transformer, output at the last position."""
 
-    def __init__(
-        self,
-        dim: int,
-        max_seq_len: int,
-        num_blocks: int = 2,
-        num_heads: int = 1,
-        dropout: float = 0.2,
-    ) -> None:
+    name = "sasrec"
+
+    class Options(Block):
+        num_blocks: int = Field(ge=1)
+        num_heads: int = Field(ge=1)
+        dropout: float = Field(ge=0.0, lt=1.0)
+
+    def __init__(self, dim: int, max_seq_len: int, *, num_blocks: int, num_heads: int, dropout: float) -> None:
         super().__init__(dim, max_seq_len)
         self.position = nn.Embedding(max_seq_len, dim)
         nn.init.normal_(self.position.weight, std=0.1)
@@ -189,13 +216,13 @@ class SASRec(Backbone):
         return self.norm(x)[:, -1]
 
 
-BACKBONES: dict[str, type[Backbone]] = {"din": DIN, "gru4rec": GRU4Rec, "sasrec": SASRec}
-
-
-def build_backbone(name: str, dim: int, max_seq_len: int, options: dict[str, Any] | None = None) -> Backbone:
-    """Instantiate the backbone registered as ``name`` (parameter ``backbone``)."""
+def build_backbone(name: str, dim: int, max_seq_len: int, options: dict[str, Any]) -> Backbone:
+    """Instantiate the backbone registered as ``name`` (parameter ``backbone``) with its
+    complete ``options`` (the ``backbones.<name>`` block)."""
     if name not in BACKBONES:
         raise ValueError(
             f"unknown backbone '{name}' (parameter `backbone`); valid choices: {sorted(BACKBONES)}"
         )
-    return BACKBONES[name](dim, max_seq_len, **(options or {}))
+    backbone = BACKBONES[name]
+    parsed = parse_block(backbone.Options, dict(options), f"backbones.{name}")
+    return backbone(dim, max_seq_len, **parsed.model_dump())

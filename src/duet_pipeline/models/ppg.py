@@ -83,10 +83,11 @@ class ParameterGenerator(nn.Module):
         self,
         dim: int,
         max_seq_len: int,
-        generator_hidden: int = 64,
-        num_generators: int = 4,
-        temperature: float = 1.0,
-        deviation_init_scale: float = 0.1,
+        *,
+        generator_hidden: int,
+        num_generators: int,
+        temperature: float,
+        deviation_init_scale: float,
     ) -> None:
         super().__init__()
         self.dim = dim

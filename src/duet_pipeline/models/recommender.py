@@ -12,7 +12,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
+from pydantic import Field
 from torch import nn
+
+from duet_pipeline.parameters import Block, parse_block
 
 from .backbones import build_backbone
 from .layers import HeadWeights, StaticHead, TargetTower, apply_head, apply_head_to_runs, item_embedding
@@ -36,6 +39,26 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class ModelParams(Block):
+    """The ``model`` parameters shared by every method's model."""
+
+    dim: int = Field(ge=1)  # embedding dimension d
+
+
+def base_model_config(num_items: int, max_seq_len: int, backbone: str, model: dict[str, Any],
+                      backbones: dict[str, Any]) -> ModelConfig:
+    """The base model's config from the ``model`` and ``backbones`` parameters and the data's sizes."""
+    if backbone not in backbones:
+        raise ValueError(f"no parameter block backbones.{backbone} (conf/base/parameters_backbones.yml)")
+    return ModelConfig(
+        num_items=num_items,
+        max_seq_len=max_seq_len,
+        backbone=backbone,
+        dim=parse_block(ModelParams, model, "model").dim,
+        backbone_options=dict(backbones[backbone]),
+    )
 
 
 def consecutive_runs(history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

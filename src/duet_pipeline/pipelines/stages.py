@@ -1,14 +1,31 @@
-"""The stages of the full DUET flow, shared by the composed ``duet`` and ``duet_all`` runs."""
+"""The stages of the full flow, built from the method registry and the run's selection.
+
+Data stages run once. Model stages depend on the ``methods`` parameter: the base model
+is trained when a selected method needs it (base, finetune, a warm-started DUET); each
+selected method with its own cloud recipe gets a training node; every selected method
+gets one personalisation node; evaluation compares them all. Every method is one branch
+of the DAG: ``train_<key>_model`` -> ``<key>_model`` -> ``personalize_<key>`` ->
+``<key>_predictions``.
+
+``backbone`` None reads ``params:backbone``; a name fixes it (``duet_all``'s namespaces).
+"""
 from __future__ import annotations
 
 from kedro.pipeline import Pipeline
 
-from . import evaluation, feature_engineering, ingestion, personalization, ppg_training, umn_training
+from .evaluation.pipeline import build as evaluation
+from .feature_engineering.pipeline import create_pipeline as feature_engineering
+from .ingestion.pipeline import create_pipeline as ingestion
+from .method_training.pipeline import build as method_training
+from .personalization.pipeline import build as personalization
+from .selection import Selection
+from .umn_training.pipeline import build as umn_training
 
-# In data-flow order. The data stages run once; the model stages once per backbone.
-DATA_STAGES = (ingestion, feature_engineering)
-MODEL_STAGES = (umn_training, ppg_training, personalization, evaluation)
+
+def data_stages() -> Pipeline:
+    return ingestion() + feature_engineering()
 
 
-def compose(stages) -> Pipeline:
-    return sum((stage.create_pipeline() for stage in stages), Pipeline([]))
+def model_stages(selection: Selection, backbone: str | None = None) -> Pipeline:
+    return (umn_training(selection, backbone) + method_training(selection, backbone)
+            + personalization(selection) + evaluation(selection, backbone))

@@ -4,46 +4,49 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import numpy as np
 import pandas as pd
 import torch
+from pydantic import Field, field_validator
 from torch import nn
 from tqdm.auto import tqdm
 
-from duet_pipeline.evaluation.metrics import compute_metrics
+from duet_pipeline.evaluation.metrics import compute_metrics, is_improvement, metric_names
+from duet_pipeline.parameters import Block, parse_block
 
 from .tensors import SampleTensors
 
 
-@dataclass
-class TrainingConfig:
-    learning_rate: float = 1e-3
-    batch_size: int = 1024
-    max_epochs: int = 20
-    patience: int = 3
-    seed: int = 0
-    weight_decay: float = 0.0
-    eval_batch_size: int = 16384
-    selection_metric: str = "auc"
+class TrainingConfig(Block):
+    """The ``training`` parameters (PROTOCOL section 4), checked on entry; their
+    values live in conf/base/parameters_umn_training.yml."""
+
+    learning_rate: float = Field(gt=0)
+    batch_size: int = Field(ge=1)
+    max_epochs: int = Field(ge=1)
+    patience: int = Field(ge=1)  # stop after this many epochs without improvement
+    seed: int = Field(ge=0)
+    weight_decay: float = Field(ge=0)
+    eval_batch_size: int = Field(ge=1)
+    selection_metric: str  # any declared metric; its direction decides "better"
     # "groups": shuffle whole groups of rows sharing a user and history (a positive and
     # its negatives), so a batch holds each history ~5 times and the model computes
     # history-only parts once per group; "rows": shuffle single rows.
-    shuffle: str = "groups"
-    progress: bool = True
+    shuffle: Literal["groups", "rows"]
+    progress: bool
+
+    @field_validator("selection_metric")
+    @classmethod
+    def _declared_metric(cls, name: str) -> str:
+        if name not in metric_names():
+            raise ValueError(f"must be a declared metric, one of {metric_names()}")
+        return name
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> "TrainingConfig":
-        unknown = set(params) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(
-                f"unknown training parameters {sorted(unknown)}; valid: {sorted(cls.__dataclass_fields__)}"
-            )
-        config = cls(**params)
-        if config.shuffle not in ("groups", "rows"):
-            raise ValueError(f"training.shuffle must be 'groups' or 'rows', got '{config.shuffle}'")
-        return config
+        return parse_block(cls, params, "training")
 
 
 @dataclass
@@ -121,7 +124,8 @@ def fit(
     description: str = "train",
     on_epoch_end: Callable[[dict[str, float]], None] | None = None,
 ) -> FitResult:
-    """Train ``model`` and return the state of the epoch with the best validation metric.
+    """Train ``model`` and return the state of the epoch with the best validation
+    ``config.selection_metric`` (highest, or lowest for a lower-is-better metric).
 
     ``on_epoch_end`` receives each epoch's history row (e.g. to report progress from a
     worker process, where a progress bar cannot be shown).
@@ -135,7 +139,7 @@ def fit(
     )
     groups = history_groups(train) if config.shuffle == "groups" else (
         torch.arange(len(train)), torch.ones(len(train), dtype=torch.long))
-    best_value, best_epoch, best_state, stale = -np.inf, 0, None, 0
+    best_value, best_epoch, best_state, stale = None, 0, None, 0
     records = []
     for epoch in range(1, config.max_epochs + 1):
         bar = tqdm(
@@ -157,7 +161,7 @@ def fit(
         if on_epoch_end is not None:
             on_epoch_end(records[-1])
         value = metrics[config.selection_metric]
-        if value > best_value:
+        if is_improvement(config.selection_metric, value, best_value):
             best_value, best_epoch, stale = value, epoch, 0
             best_state = copy.deepcopy(model.state_dict())
         else:

@@ -1,8 +1,10 @@
-"""``duet``: the whole flow for the backbone named by the ``backbone`` parameter."""
+"""``duet``: the whole flow for the backbone named by ``params:backbone`` and the methods
+named by ``params:methods``."""
 from kedro.pipeline import Pipeline
 
-from ..stages import DATA_STAGES, MODEL_STAGES, compose
+from ..selection import current
+from ..stages import data_stages, model_stages
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    return compose(DATA_STAGES) + compose(MODEL_STAGES)
+    return data_stages() + model_stages(current())

@@ -1,30 +1,24 @@
 """``duet_all``: data stages once, then the model stages once per registered backbone.
 
-Each backbone runs in its own Kedro namespace (``din.``, ``gru4rec.``, ``sasrec.``)
-with its own datasets, and reads its backbone name from ``params:<namespace>.backbone``.
+Each backbone runs in its own Kedro namespace (``din.``, ``gru4rec.``, ``sasrec.``) with
+its own datasets; the backbone's name is fixed in its nodes, so no parameter stub is needed.
 """
 from kedro.pipeline import Pipeline, pipeline
 
 from duet_pipeline.models.backbones import BACKBONES
 
-from ..stages import DATA_STAGES, MODEL_STAGES, compose
+from ..selection import current
+from ..stages import data_stages, model_stages
 
-# Datasets and parameters every backbone namespace shares instead of owning a copy.
+# Datasets every backbone namespace shares instead of owning a copy.
 SHARED_DATASETS = {"item_index", "train_samples", "validation_samples", "test_samples"}
-SHARED_PARAMETERS = {"params:model", "params:training", "params:ppg", "params:personalization", "params:dataset"}
 
 
-def per_backbone(model_stages: Pipeline, backbone: str) -> Pipeline:
-    return pipeline(
-        model_stages,
-        namespace=backbone,
-        inputs=SHARED_DATASETS & model_stages.inputs(),
-        parameters=SHARED_PARAMETERS & model_stages.inputs(),
-    )
+def per_backbone(backbone: str) -> Pipeline:
+    stages = model_stages(current(), backbone)
+    parameters = {name for name in stages.inputs() if name.startswith("params:")}
+    return pipeline(stages, namespace=backbone, inputs=SHARED_DATASETS & stages.inputs(), parameters=parameters)
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    model_stages = compose(MODEL_STAGES)
-    return compose(DATA_STAGES) + sum(
-        (per_backbone(model_stages, name) for name in BACKBONES), Pipeline([])
-    )
+    return data_stages() + sum((per_backbone(name) for name in BACKBONES), Pipeline([]))

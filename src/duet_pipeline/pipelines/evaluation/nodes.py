@@ -1,4 +1,4 @@
-"""Evaluation nodes: score the base model, compute and report every method's metrics."""
+"""Evaluation nodes: every selected method's metrics, comparison table and plot."""
 from __future__ import annotations
 
 from typing import Any
@@ -6,27 +6,14 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from duet_pipeline.evaluation.reporting import (
-    auc_bar_chart,
-    comparison_markdown,
-    metrics_table,
-    predictions_frame,
-)
-from duet_pipeline.models.recommender import load_model
-from duet_pipeline.training.loop import predict
-from duet_pipeline.training.tensors import to_tensors
+from duet_pipeline.evaluation.reporting import auc_bar_chart, comparison_markdown, metrics_table
 from duet_pipeline.training.tracking import final_metrics
 
 
-def predict_base(base_model: dict[str, Any], test_samples: pd.DataFrame) -> pd.DataFrame:
-    """Score every test row with the base model (one static head for all devices)."""
-    scores = predict(load_model(base_model), to_tensors(test_samples))
-    return predictions_frame(test_samples, scores, "base")
-
-
-def report_metrics(*predictions: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    """All methods' predictions -> (all predictions, metrics table, MLflow test metrics)."""
-    combined = pd.concat(predictions, ignore_index=True)
+def report_metrics(**predictions: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """Each method's predictions (keyword = method key) -> (all predictions, metrics table,
+    MLflow test metrics), in the order of the ``methods`` parameter."""
+    combined = pd.concat(list(predictions.values()), ignore_index=True)
     table = metrics_table(combined)
     logged = {}
     for row in table.to_dict("records"):
@@ -37,13 +24,16 @@ def report_metrics(*predictions: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFra
 
 
 def report_comparison(
-    metrics: pd.DataFrame, dataset: str, backbone: str, *device_reports: dict[str, Any]
+    metrics_table: pd.DataFrame, dataset: str, backbone: str, **device_reports: dict[str, Any]
 ) -> tuple[str, pd.DataFrame, plt.Figure, dict[str, Any]]:
-    """Comparison table (markdown), per-device cost table, AUC chart and MLflow metrics."""
-    devices = pd.DataFrame(device_reports)
+    """Comparison table (markdown), per-device cost table, AUC chart and MLflow metrics.
+
+    Methods with no per-device work (their report names only the method) have no cost row.
+    """
+    devices = pd.DataFrame([report for report in device_reports.values() if len(report) > 1])
     logged = {}
     for row in devices.to_dict("records"):
         method = row.pop("method")
         logged.update(final_metrics({k: v for k, v in row.items() if pd.notna(v)}, prefix=f"{method}."))
     title = f"{dataset} / {backbone}"
-    return comparison_markdown(metrics, devices, title), devices, auc_bar_chart(metrics, title), logged
+    return comparison_markdown(metrics_table, devices, title), devices, auc_bar_chart(metrics_table, title), logged

@@ -1,21 +1,23 @@
-"""Evaluation: every method's test predictions -> metrics, comparison, plot (PROTOCOL section 5)."""
-from kedro.pipeline import Pipeline, node, pipeline
+"""Evaluation: every selected method's test predictions -> metrics, comparison, plot (PROTOCOL section 5)."""
+from kedro.pipeline import Pipeline, node
 
-from .nodes import predict_base, report_comparison, report_metrics
+from ..building import backbone_inputs, bound
+from ..selection import Selection, current
+from .nodes import report_comparison, report_metrics
+
+
+def build(selection: Selection, backbone: str | None = None) -> Pipeline:
+    inputs, fixed = backbone_inputs(backbone)
+    return Pipeline([
+        node(report_metrics, inputs={m.key: f"{m.key}_predictions" for m in selection.methods},
+             outputs=["all_predictions", "metrics_table", "test_mlflow_metrics"], name="report_metrics"),
+        node(bound(report_comparison, **fixed),
+             inputs={"metrics_table": "metrics_table", "dataset": "params:dataset", **inputs,
+                     **{m.key: f"{m.key}_report" for m in selection.methods}},
+             outputs=["comparison_markdown", "device_table", "auc_chart", "personalization_mlflow_metrics"],
+             name="report_comparison"),
+    ])
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    return pipeline(
-        [
-            node(predict_base, inputs=["base_model", "test_samples"], outputs="base_predictions",
-                 name="predict_base"),
-            node(report_metrics,
-                 inputs=["base_predictions", "finetune_predictions", "duet_predictions"],
-                 outputs=["all_predictions", "metrics_table", "test_mlflow_metrics"],
-                 name="report_metrics"),
-            node(report_comparison,
-                 inputs=["metrics_table", "params:dataset", "params:backbone", "finetune_report", "duet_report"],
-                 outputs=["comparison_markdown", "device_table", "auc_chart", "personalization_mlflow_metrics"],
-                 name="report_comparison"),
-        ]
-    )
+    return build(current())

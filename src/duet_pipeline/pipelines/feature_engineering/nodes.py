@@ -5,20 +5,21 @@ from typing import Any
 
 import pandas as pd
 
-from duet_pipeline.features.samples import make_samples
+from duet_pipeline.features.samples import FeatureParams, make_samples
 
 
 def build_samples(
     interactions: pd.DataFrame, item_index: pd.DataFrame, features: dict[str, Any]
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Sliding windows, leave-one-out split and fixed-seed negatives (PROTOCOL section 2)."""
+    params = FeatureParams.from_params(features)
     samples = make_samples(
         interactions,
         item_index,
-        max_seq_len=int(features["max_seq_len"]),
-        min_user_interactions=int(features["min_user_interactions"]),
-        min_rating=features.get("min_rating"),
-        negatives=features["negatives"],
-        seed=int(features["seed"]),
+        max_seq_len=params.max_seq_len,
+        min_user_interactions=params.min_user_interactions,
+        min_rating=params.min_rating,
+        negatives=params.negatives.model_dump(),
+        seed=params.seed,
     )
     return samples["train"], samples["validation"], samples["test"]

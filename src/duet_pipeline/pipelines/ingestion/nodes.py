@@ -5,7 +5,7 @@ from typing import Any
 
 import pandas as pd
 
-from duet_pipeline.data.movielens import build_item_index, ensure_ratings_file, read_ratings
+from duet_pipeline.data.movielens import RawDataParams, build_item_index, ensure_ratings_file, read_ratings
 
 
 def ingest_ratings(dataset: str, raw_data: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -14,11 +14,7 @@ def ingest_ratings(dataset: str, raw_data: dict[str, Any]) -> tuple[pd.DataFrame
     Returns the ``interactions`` (user_id, item_id, rating, timestamp, row_order) and
     the ``item_index`` (raw_item_id -> 1..N).
     """
-    path = ensure_ratings_file(
-        dataset,
-        data_dir=raw_data.get("data_dir"),
-        fallback_root=raw_data.get("fallback_root", "data/01_raw"),
-        download=raw_data.get("download", True),
-    )
+    raw = RawDataParams.from_params(raw_data)
+    path = ensure_ratings_file(dataset, data_dir=raw.data_dir, fallback_root=raw.fallback_root, download=raw.download)
     interactions = read_ratings(path, dataset)
     return interactions, build_item_index(interactions)

@@ -1,16 +1,24 @@
-"""Personalisation: simulated devices get their model by fine-tuning or by DUET generation."""
-from kedro.pipeline import Pipeline, node, pipeline
+"""Personalisation: one node per selected method gives every simulated device its model."""
+from kedro.pipeline import Pipeline, node
 
-from .nodes import finetune_devices, generate_device_heads
+from ..building import bound, method_options, model_dataset
+from ..selection import Selection, current
+from .nodes import personalize_devices
+
+
+def build(selection: Selection) -> Pipeline:
+    nodes = []
+    for method in selection.methods:
+        own_rows = {"train_samples": "train_samples"} if method.spec.reads_own_rows else {}
+        nodes.append(node(
+            bound(personalize_devices, method=method.name),
+            inputs={"model_bundle": model_dataset(method), "test_samples": "test_samples", **own_rows,
+                    **method_options(method)},
+            outputs=[f"{method.key}_predictions", f"{method.key}_report"],
+            name=f"personalize_{method.key}",
+        ))
+    return Pipeline(nodes)
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    return pipeline(
-        [
-            node(finetune_devices,
-                 inputs=["base_model", "train_samples", "test_samples", "params:personalization"],
-                 outputs=["finetune_predictions", "finetune_report"], name="finetune_devices"),
-            node(generate_device_heads, inputs=["duet_model", "test_samples", "params:personalization"],
-                 outputs=["duet_predictions", "duet_report"], name="generate_device_heads"),
-        ]
-    )
+    return build(current())

@@ -5,25 +5,23 @@ from typing import Any
 
 import pandas as pd
 
-from duet_pipeline.models.recommender import model_bundle
 from duet_pipeline.training.loop import TrainingConfig
-from duet_pipeline.training.models import train_base
+from duet_pipeline.training.models import CloudData, train_base
 from duet_pipeline.training.tensors import to_tensors
 from duet_pipeline.training.tracking import metric_history
 
 
+def cloud_data(train_samples: pd.DataFrame, validation_samples: pd.DataFrame, item_index: pd.DataFrame,
+               backbone: str, model: dict[str, Any], backbones: dict[str, Any], training: dict[str, Any]) -> CloudData:
+    """What every cloud training reads, from the catalog's datasets and parameters."""
+    return CloudData(to_tensors(train_samples), to_tensors(validation_samples), int(item_index["item_index"].max()),
+                     backbone, model, backbones, TrainingConfig.from_params(training))
+
+
 def train_base_model(
-    train_samples: pd.DataFrame,
-    validation_samples: pd.DataFrame,
-    item_index: pd.DataFrame,
-    backbone: str,
-    model: dict[str, Any],
-    training: dict[str, Any],
+    train_samples: pd.DataFrame, validation_samples: pd.DataFrame, item_index: pd.DataFrame,
+    backbone: str, model: dict[str, Any], backbones: dict[str, Any], training: dict[str, Any],
 ) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any]]:
     """Train the base model; returns its bundle, per-epoch history and MLflow metric history."""
-    recommender, result = train_base(
-        to_tensors(train_samples), to_tensors(validation_samples), int(item_index["item_index"].max()),
-        backbone, model, TrainingConfig.from_params(training),
-    )
-    bundle = model_bundle(recommender, "base", {"best_epoch": result.best_epoch})
-    return bundle, result.history, metric_history(result.history)
+    result = train_base(cloud_data(train_samples, validation_samples, item_index, backbone, model, backbones, training))
+    return result.bundle, result.history, metric_history(result.history)

@@ -1,4 +1,0 @@
-"""ppg_training pipeline."""
-from .pipeline import create_pipeline
-
-__all__ = ["create_pipeline"]

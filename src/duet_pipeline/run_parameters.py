@@ -1,0 +1,102 @@
+"""Every parameter of a run checked at once, before any data stage runs.
+
+``check_parameters`` parses each block with the model of the code that reads it and
+returns the run's :class:`Selection` (which methods, on which backbone), from which the
+pipelines are built. The project hook calls it when Kedro creates the context; the
+grid calls it on its resolved parameters.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from duet_pipeline.data.movielens import SUPPORTED_DATASETS, RawDataParams
+from duet_pipeline.features.samples import FeatureParams
+from duet_pipeline.methods import METHODS, Method, get_method, method_names, parameter_blocks
+from duet_pipeline.models.backbones import BACKBONES, build_backbone
+from duet_pipeline.models.recommender import ModelParams
+from duet_pipeline.parameters import Block, ParameterError, one_of, parse_block
+from duet_pipeline.training.loop import TrainingConfig
+
+TOP_LEVEL = ("dataset", "raw_data", "features", "backbone", "model", "backbones", "training", "methods",
+             "personalization")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What a run trains, personalises and compares."""
+
+    methods: tuple[Method, ...]
+    options: dict[str, Block | None]  # method name -> its parsed block
+    backbone: str
+
+    @property
+    def needs_base_model(self) -> bool:
+        return any(m.needs_base_model(self.options[m.name]) for m in self.methods)
+
+
+def check_parameters(params: dict[str, Any]) -> Selection:
+    """Parse every block strictly; the first problem raises a one-line ParameterError."""
+    unknown = sorted(set(params) - set(TOP_LEVEL))
+    if unknown:
+        raise ParameterError(f"unknown parameter(s) {unknown}; valid top-level parameters: {list(TOP_LEVEL)}")
+    missing = [name for name in TOP_LEVEL if name not in params]
+    if missing:
+        raise ParameterError(f"missing parameter(s) {missing} (see conf/base/parameters_*.yml)")
+    one_of("dataset", params["dataset"], list(SUPPORTED_DATASETS))
+    RawDataParams.from_params(params["raw_data"])
+    FeatureParams.from_params(params["features"])
+    dim = parse_block(ModelParams, params["model"], "model").dim
+    check_backbones(params["backbones"], dim)
+    one_of("backbone", params["backbone"], sorted(BACKBONES))
+    TrainingConfig.from_params(params["training"])
+    methods = check_methods(params["methods"])
+    options = check_personalization(params["personalization"])
+    return Selection(tuple(methods), {m.name: options.get(m.spec.block) for m in METHODS.values()},
+                     params["backbone"])
+
+
+def check_backbones(backbones: Any, dim: int) -> None:
+    """One block per registered backbone, each complete and buildable at ``dim``."""
+    if not isinstance(backbones, dict):
+        raise ParameterError(f"parameter backbones = {backbones!r}: must map each of {sorted(BACKBONES)} to its options")
+    unknown = sorted(set(backbones) - set(BACKBONES))
+    if unknown:
+        raise ParameterError(f"unknown backbone block(s) backbones.{unknown}; registered backbones: {sorted(BACKBONES)}")
+    for name in BACKBONES:
+        if name not in backbones:
+            raise ParameterError(f"missing parameter block backbones.{name} (conf/base/parameters_backbones.yml)")
+        try:
+            build_backbone(name, dim, 2, backbones[name])
+        except ParameterError:
+            raise
+        except ValueError as error:  # a constraint between options, e.g. sasrec heads vs dim
+            raise ParameterError(f"parameter backbones.{name} = {backbones[name]!r}: {error}") from None
+
+
+def check_methods(methods: Any) -> list[Method]:
+    """A list of registered names; a string holds them separated by spaces, for
+    `kedro run --params="methods=base duet+swa"` (the CLI splits lists at commas)."""
+    if isinstance(methods, str):
+        methods = methods.split()
+    if not isinstance(methods, list) or not methods or not all(isinstance(m, str) for m in methods):
+        raise ParameterError(f"parameter methods = {methods!r}: must be a non-empty list of {method_names()}")
+    for name in methods:
+        if name not in METHODS:
+            raise ParameterError(f"parameter methods: unknown method {name!r}; valid choices: {method_names()}")
+    if len(set(methods)) != len(methods):
+        raise ParameterError(f"parameter methods = {methods!r}: a method is listed twice")
+    return [get_method(name) for name in methods]
+
+
+def check_personalization(personalization: Any) -> dict[str, Block]:
+    """Exactly one block per method module that declares one, each parsed by its module."""
+    blocks = parameter_blocks()
+    if not isinstance(personalization, dict):
+        raise ParameterError(f"parameter personalization = {personalization!r}: must map {sorted(blocks)} to their options")
+    unknown = sorted(set(personalization) - set(blocks))
+    if unknown:
+        raise ParameterError(f"unknown parameter block(s) personalization.{unknown}; "
+                             f"method blocks: {sorted(blocks)}")
+    return {block: next(m for m in METHODS.values() if m.spec.block == block).parse_options(personalization.get(block))
+            for block in blocks}

@@ -1,0 +1,33 @@
+"""A method added as one module plus one YAML block runs as a one-cell grid."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+
+from conftest import REPO_ROOT, add_toy_method, make_project_copy, project_env
+from duet_pipeline.data.synthetic import generate_ratings, write_ratings
+
+
+def test_toy_method_as_a_one_cell_grid(tmp_path: Path) -> None:
+    root = make_project_copy(tmp_path / "project")
+    write_ratings(generate_ratings(num_users=40, num_items=300, num_rows=1_200, seed=5),
+                  root / "data" / "01_raw" / "ml-100k", "ml-100k")
+    add_toy_method(root)
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / "grid.py"), "--project", str(root), "--dataset", "ml-100k",
+         "--backbones", "din", "--methods", "popularity", "--seeds", "0", "--jobs", "1"],
+        cwd=root, env={**project_env(root), "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    assert "ml-100k: 1 cells in 1 trainings" in result.stdout
+    client = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("duet_grid").experiment_id])
+    assert [r.data.tags["method"] for r in runs] == ["popularity"]
+    assert 0.5 < runs[0].data.metrics["test.auc"] < 1.0  # popular items are likelier positives
+    assert runs[0].data.params["personalization.popularity.smoothing"] == "1.0"
+    per_seed = pd.read_csv(root / "docs" / "results" / "ml-100k.csv")
+    assert per_seed[["method", "seed"]].values.tolist() == [["popularity", 0]]
