@@ -43,7 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--backbones", default=",".join(BACKBONES), help=f"comma-separated, of {sorted(BACKBONES)}")
     parser.add_argument("--methods", default=",".join(method_names()), help=f"comma-separated, of {method_names()}")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds")
-    parser.add_argument("--params", default="", help="parameter overrides, e.g. training.max_epochs=5,ppg.temperature=2")
+    parser.add_argument("--params", default="", help="parameter overrides, e.g. training.max_epochs=5,personalization.duet.temperature=2")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                         help="units trained at once, each with cores/jobs threads (default: one per core)")
     parser.add_argument("--force", action="store_true", help="re-run cells already in MLflow with the same configuration")

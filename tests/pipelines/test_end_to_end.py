@@ -82,7 +82,7 @@ def written_files(project: Path) -> list[Path]:
     ("training.learning_rate=-0.001", "parameter training.learning_rate = -0.001", "greater than 0"),
     ("personalization.duet.swa_generators=0", "parameter personalization.duet.swa_generators = 0",
      "greater than or equal to 2"),
-    ("methods=base transformer", "unknown method 'transformer'", "'finetune', 'duet'"),
+    ("methods=base transformer", "parameter methods: unknown method 'transformer'", "'finetune', 'duet'"),
     ("training.learnin_rate=0.1", "unknown parameter training.learnin_rate (value 0.1)", "'learning_rate'"),
     ("training.selection_metric=precision", "parameter training.selection_metric = 'precision'", "'ndcg@10'"),
     ("backbones.sasrec.num_heads=5", "parameter backbones.sasrec", "must divide the embedding dim 32"),

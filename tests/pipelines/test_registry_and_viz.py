@@ -40,10 +40,12 @@ def test_one_branch_per_selected_method() -> None:
     every = method_names()
     stages = model_stages(selection(methods=every))
     names = {node.name for node in stages.nodes}
+    assert "train_base_model" in names  # base and finetune read the one shared base model
     for name in every:
         method = get_method(name)
         assert f"personalize_{method.key}" in names
-        assert (f"train_{method.key}_model" in names) == (method.spec.cloud_model == "own")
+        if method.spec.cloud_model == "own":
+            assert f"train_{method.key}_model" in names
     outputs = {node.name: node.outputs for node in stages.nodes}
     assert outputs["personalize_duet_pa_gaussian"] == ["duet_pa_gaussian_predictions", "duet_pa_gaussian_report"]
     report = next(node for node in stages.nodes if node.name == "report_metrics")
@@ -71,3 +73,9 @@ def test_viz_build_shows_both_data_pipelines_with_their_datasets(project_copy: P
         graph = json.loads((api / "pipelines" / name).read_text())
         shown = {node["name"] for node in graph["nodes"] if node["type"] == "data"}
         assert datasets <= shown, f"{name} misses {datasets - shown}"
+    # The default pipeline shows one branch per selected method.
+    graph = json.loads((api / "pipelines" / "duet").read_text())
+    tasks = {node["name"] for node in graph["nodes"] if node["type"] == "task"}
+    data = {node["name"] for node in graph["nodes"] if node["type"] == "data"}
+    assert {"personalize_base", "personalize_finetune", "personalize_duet_swa", "train_duet_swa_model"} <= tasks
+    assert {"base_predictions", "finetune_predictions", "duet_swa_predictions", "duet_swa_model"} <= data

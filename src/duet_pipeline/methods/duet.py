@@ -134,7 +134,7 @@ def train(name: str, data: CloudData, options: DuetOptions, variant: dict[str, A
 def generate_heads(model: Recommender, histories: torch.Tensor, batch_size: int = 1024) -> HeadWeights:
     """Cloud side: one generated head per history window (B, L)."""
     if not model.generates_heads:
-        raise ValueError("duet personalisation needs a model with a parameter generator (ppg_training)")
+        raise ValueError("duet personalisation needs a model with a parameter generator (method_training)")
     parts = [model.head_weights(histories[start : start + batch_size]) for start in range(0, len(histories), batch_size)]
     return HeadWeights(*(torch.cat(tensors) for tensors in zip(*(p.tensors() for p in parts))))
 

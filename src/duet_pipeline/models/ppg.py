@@ -46,7 +46,7 @@ class StackedGenerator(nn.Module):
     ) -> None:
         super().__init__()
         if num_generators < 1:
-            raise ValueError(f"ppg.num_generators must be >= 1, got {num_generators}")
+            raise ValueError(f"num_generators must be >= 1, got {num_generators}")
         self.temperature = temperature
         self.w1 = nn.Parameter(torch.empty(num_generators, hidden, in_dim))
         self.b1 = nn.Parameter(torch.zeros(num_generators, hidden))
