@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export KEDRO_DISABLE_TELEMETRY := true
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test viz mlflow-ui benchmark benchmark-kedro-run benchmark-data benchmark-training benchmark-duet clean-outputs
+.PHONY: run test viz mlflow-ui benchmark benchmark-kedro-run benchmark-data benchmark-training benchmark-duet benchmark-step clean-outputs
 
 DATASET ?= ml-100k
 GRID_ARGS ?=
@@ -49,6 +49,9 @@ benchmark-training: $(VENV)/.installed  ## base-model quality and speed per back
 
 benchmark-duet: $(VENV)/.installed  ## base vs finetune vs DUET on ml-100k, every backbone
 	$(BIN)/python benchmarks/bench_duet.py
+
+benchmark-step: $(VENV)/.installed  ## training-step rows/s per backbone, base and duet+swa, on ml-100k
+	$(BIN)/python benchmarks/bench_training_step.py --section training_step
 
 clean-outputs:  ## delete run outputs (versioned datasets, MLflow runs)
 	find data -mindepth 2 -not -name .gitkeep -not -path 'data/01_raw*' -delete

@@ -114,12 +114,17 @@ def needs_base_model(options: DuetOptions, variant: dict[str, Any]) -> bool:
     return options.warm_start
 
 
+def build_model(data: CloudData, options: DuetOptions, variant: dict[str, Any]) -> Recommender:
+    """The untrained DUET model for ``data``'s backbone and sizes."""
+    shape = base_model_config(data.num_items, data.train.history.shape[1], data.backbone, data.model, data.backbones)
+    return Recommender(duet_config(shape, options, variant))
+
+
 def train(name: str, data: CloudData, options: DuetOptions, variant: dict[str, Any],
           base_bundle: dict[str, Any] | None, on_epoch_end: EpochCallback | None = None) -> Trained:
     """Backbone + parameter generator trained jointly on all users' train rows."""
     torch.manual_seed(data.training.seed)
-    shape = base_model_config(data.num_items, data.train.history.shape[1], data.backbone, data.model, data.backbones)
-    model = Recommender(duet_config(shape, options, variant))
+    model = build_model(data, options, variant)
     if options.warm_start:
         if base_bundle is None:
             raise ValueError("personalization.duet.warm_start needs the trained base model")

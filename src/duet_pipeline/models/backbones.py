@@ -74,11 +74,16 @@ class DIN(Backbone):
     def attention_weights(
         self, history_emb: torch.Tensor, mask: torch.Tensor, target_emb: torch.Tensor
     ) -> torch.Tensor:
-        target = target_emb.unsqueeze(1).expand_as(history_emb)
-        features = torch.cat(
-            [history_emb, target, history_emb - target, history_emb * target], dim=-1
-        )
-        scores = self.activation_unit(features).squeeze(-1)
+        # The first layer on [h, t, h - t, h * t] (B, L, 4d) is computed without building
+        # it: with W = [W_h, W_t, W_d, W_p], W [h, t, h-t, h*t] = (W_h + W_d) h +
+        # (W_t - W_d) t + W_p (h * t), and the t term is one (B, d) product per row,
+        # not one per position. Same function, half the work of the largest layer.
+        first = self.activation_unit[0]
+        w_h, w_t, w_d, w_p = first.weight.chunk(4, dim=1)
+        per_position = (nn.functional.linear(history_emb, w_h + w_d)
+                        + nn.functional.linear(history_emb * target_emb.unsqueeze(1), w_p))
+        hidden = per_position + nn.functional.linear(target_emb, w_t - w_d, first.bias).unsqueeze(1)
+        scores = self.activation_unit[1:](hidden).squeeze(-1)
         scores = scores.masked_fill(~mask, float("-inf"))
         return torch.softmax(scores, dim=1)
 
@@ -95,23 +100,25 @@ def masked_gru(gru: nn.GRU, inputs: torch.Tensor, mask: torch.Tensor, dropout: f
     staying plain tensor algebra: ``torch.func.vmap`` can batch it over per-user
     parameters, which packed sequences cannot. Uses ``gru``'s own weights.
     """
-    steps = mask.unsqueeze(-1)
+    steps = mask.unsqueeze(-1).unbind(1)
     layer_input = inputs
     for layer in range(gru.num_layers):
         w_ih, w_hh = getattr(gru, f"weight_ih_l{layer}"), getattr(gru, f"weight_hh_l{layer}")
         b_ih, b_hh = getattr(gru, f"bias_ih_l{layer}"), getattr(gru, f"bias_hh_l{layer}")
         # Input projections of every step at once; only the recurrence is sequential.
-        projected = nn.functional.linear(layer_input, w_ih, b_ih)
+        # `unbind`, not `projected[:, t]`: the backward of one unbind stacks the steps'
+        # gradients once, where each indexing would zero-fill a full (B, L, 3d) gradient.
+        projected = nn.functional.linear(layer_input, w_ih, b_ih).unbind(1)
         state = inputs.new_zeros(inputs.shape[0], gru.hidden_size)
         outputs = []
-        for t in range(inputs.shape[1]):
-            r_in, z_in, n_in = projected[:, t].chunk(3, dim=-1)
+        for step_input, real in zip(projected, steps):
+            r_in, z_in, n_in = step_input.chunk(3, dim=-1)
             r_hid, z_hid, n_hid = nn.functional.linear(state, w_hh, b_hh).chunk(3, dim=-1)
             reset = torch.sigmoid(r_in + r_hid)
             update = torch.sigmoid(z_in + z_hid)
             candidate = torch.tanh(n_in + reset * n_hid)
             new_state = (1 - update) * candidate + update * state
-            state = torch.where(steps[:, t], new_state, state)
+            state = torch.where(real, new_state, state)
             outputs.append(state)
         layer_input = torch.stack(outputs, dim=1)
         if dropout and layer < gru.num_layers - 1:
