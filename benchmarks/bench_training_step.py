@@ -9,6 +9,8 @@ models and parameters of conf/base. After 10 warm-up steps it times `--repeats` 
 `--steps` steps and reports the best block (this machine's timings vary by +-20% between
 blocks; the best is the most repeatable figure) and all blocks. `--src` measures another
 checkout's library, for before/after tables. No evaluation, no data loading in the timing.
+A method with its own cloud recipe is measured through its module's `build_model(data,
+options, variant)` (DUET has one); methods without a PyTorch model have no training step.
 """
 from __future__ import annotations
 
@@ -30,12 +32,39 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def throughput(model, train, order, config, steps: int, repeats: int) -> list[float]:
+    """Rows per second of each of ``repeats`` blocks of ``steps`` training steps, after 10 warm-up steps."""
+    import torch
+    from torch import nn
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    loss_fn = nn.BCEWithLogitsLoss()
+    batches = len(train) // config.batch_size
+    model.train()
+
+    def step(index: int) -> None:
+        batch = train.rows(order[(index % batches) * config.batch_size:][: config.batch_size])
+        loss = loss_fn(model(batch.history, batch.target), batch.label)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    for index in range(10):
+        step(index)
+    rates = []
+    for repeat in range(repeats):
+        started = time.perf_counter()
+        for index in range(10 + repeat * steps, 10 + (repeat + 1) * steps):
+            step(index)
+        rates.append(steps * config.batch_size / (time.perf_counter() - started))
+    return rates
+
+
 def main() -> None:
     args = parse_args()
     if args.src:
         sys.path.insert(0, args.src)
     import torch
-    from torch import nn
 
     from duet_pipeline.data.movielens import build_item_index, read_ratings
     from duet_pipeline.features.samples import FeatureParams, make_samples
@@ -54,7 +83,6 @@ def main() -> None:
     num_items = int(item_index["item_index"].max())
     config = TrainingConfig.from_params(params["training"])
     order = shuffled_order(history_groups(train), torch.Generator().manual_seed(config.seed))
-    batches = len(train) // config.batch_size
     rows = []
     for backbone in args.backbones.split(","):
         for name in args.methods.split(","):
@@ -67,25 +95,7 @@ def main() -> None:
                 data = CloudData(train, train, num_items, backbone, params["model"], params["backbones"], config)
                 options = method.parse_options(params["personalization"][method.spec.block])
                 model = method.module.build_model(data, options, method.variant)
-            optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-            loss_fn = nn.BCEWithLogitsLoss()
-            model.train()
-
-            def step(index: int) -> None:
-                batch = train.rows(order[(index % batches) * config.batch_size:][: config.batch_size])
-                loss = loss_fn(model(batch.history, batch.target), batch.label)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-
-            for index in range(10):
-                step(index)
-            rates = []
-            for repeat in range(args.repeats):
-                started = time.perf_counter()
-                for index in range(10 + repeat * args.steps, 10 + (repeat + 1) * args.steps):
-                    step(index)
-                rates.append(args.steps * config.batch_size / (time.perf_counter() - started))
+            rates = throughput(model, train, order, config, args.steps, args.repeats)
             rows.append(f"| {backbone} | {name} | {max(rates):,.0f} | {', '.join(f'{r / 1000:.1f}k' for r in rates)} |")
             print(rows[-1], flush=True)
     table = "\n".join(["| backbone | model | rows/s (best block) | every block |", "|---|---|---:|---|", *rows])
