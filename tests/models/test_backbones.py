@@ -358,27 +358,6 @@ def test_sasrec_user_vector_matches_loop_reference():
 # --------------------------------------------------------------------------- #
 
 
-def test_din_attention_equals_the_activation_unit_on_the_explicit_features():
-    """The decomposed first layer computes exactly the activation unit on [h, t, h-t, h*t]:
-    scores and every parameter's gradient, against the plain concatenation."""
-    model = backbone("din").train()
-    history, mask, target = make_batch()
-    history.requires_grad_(True)
-
-    def plain(h, t):
-        t = t.unsqueeze(1).expand_as(h)
-        scores = model.activation_unit(torch.cat([h, t, h - t, h * t], dim=-1)).squeeze(-1)
-        return torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=1)
-
-    fast, reference = model.attention_weights(history, mask, target), plain(history, target)
-    torch.testing.assert_close(fast, reference, rtol=1e-5, atol=1e-6)
-    weights = torch.randn_like(fast)
-    grads_fast = torch.autograd.grad((fast * weights).sum(), [history, *model.parameters()])
-    grads_plain = torch.autograd.grad((reference * weights).sum(), [history, *model.parameters()])
-    for got, want in zip(grads_fast, grads_plain):
-        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
-
-
 def test_din_attention_masks_padding_and_sums_to_one():
     model = backbone("din")
     history, mask, target = make_batch()

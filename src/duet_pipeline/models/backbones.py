@@ -74,16 +74,11 @@ class DIN(Backbone):
     def attention_weights(
         self, history_emb: torch.Tensor, mask: torch.Tensor, target_emb: torch.Tensor
     ) -> torch.Tensor:
-        # The first layer on [h, t, h - t, h * t] (B, L, 4d) is computed without building
-        # it: with W = [W_h, W_t, W_d, W_p], W [h, t, h-t, h*t] = (W_h + W_d) h +
-        # (W_t - W_d) t + W_p (h * t), and the t term is one (B, d) product per row,
-        # not one per position. Same function, half the work of the largest layer.
-        first = self.activation_unit[0]
-        w_h, w_t, w_d, w_p = first.weight.chunk(4, dim=1)
-        per_position = (nn.functional.linear(history_emb, w_h + w_d)
-                        + nn.functional.linear(history_emb * target_emb.unsqueeze(1), w_p))
-        hidden = per_position + nn.functional.linear(target_emb, w_t - w_d, first.bias).unsqueeze(1)
-        scores = self.activation_unit[1:](hidden).squeeze(-1)
+        target = target_emb.unsqueeze(1).expand_as(history_emb)
+        features = torch.cat(
+            [history_emb, target, history_emb - target, history_emb * target], dim=-1
+        )
+        scores = self.activation_unit(features).squeeze(-1)
         scores = scores.masked_fill(~mask, float("-inf"))
         return torch.softmax(scores, dim=1)
 
