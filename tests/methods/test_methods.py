@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from duet_pipeline.models.backbones import BACKBONES
 from duet_pipeline.methods import METHODS, baseline, get_method, method_names
 from duet_pipeline.methods import duet as duet_method
 from duet_pipeline.methods import finetune
@@ -38,7 +39,7 @@ NUM_ITEMS = 25
 # (tiny N(0, 0.1) embeddings make z nearly history-independent) and heads would all be static.
 GEN = {"generator_hidden": 16, "num_generators": 2, "temperature": 1.0, "deviation_init_scale": 0.5}
 OPTIONS = {name: backbone_options(name, **({"num_heads": 2} if name == "sasrec" else {}))
-           for name in ("din", "gru4rec", "sasrec")}
+           for name in BACKBONES}
 # user -> number of own (training) rows; user 7 has none.
 OWN_ROWS = {3: 5, 7: 0, 11: 2, 20: 3}
 CANDIDATES_PER_USER = 3
@@ -206,7 +207,7 @@ def ft_config(**kw) -> FinetuneConfig:
 
 
 @pytest.mark.parametrize("trainable", ["all", "head"])
-@pytest.mark.parametrize("backbone", ["din", "gru4rec", "sasrec"])
+@pytest.mark.parametrize("backbone", list(BACKBONES))
 def test_finetune_batched_equals_loop(backbone, trainable):
     model = make_model(backbone).eval()
     devices = make_devices()
@@ -274,7 +275,7 @@ def test_finetune_head_only_trains_only_head():
 
 
 @pytest.mark.parametrize("generator", [None, GEN], ids=["static", "duet"])
-@pytest.mark.parametrize("backbone", ["din", "gru4rec", "sasrec"])
+@pytest.mark.parametrize("backbone", list(BACKBONES))
 def test_finetune_user_head_only_leaves_every_other_parameter_bit_identical(backbone, generator):
     model = full_model(backbone, generator)
     original = copy.deepcopy(model)
@@ -291,7 +292,7 @@ def test_finetune_user_head_only_leaves_every_other_parameter_bit_identical(back
 
 
 @pytest.mark.parametrize("generator", [None, GEN], ids=["static", "duet"])
-@pytest.mark.parametrize("backbone", ["din", "gru4rec", "sasrec"])
+@pytest.mark.parametrize("backbone", list(BACKBONES))
 def test_finetune_user_all_also_changes_backbone_and_towers(backbone, generator):
     model = full_model(backbone, generator)
     devices = make_devices()

@@ -59,7 +59,7 @@ def backbone(name):
 
 
 def test_registry_and_unknown_backbone_error_lists_choices():
-    assert set(BACKBONES) == {"din", "gru4rec", "sasrec"}
+    assert {"din", "gru4rec", "sasrec"} <= set(BACKBONES)  # the shipped ones registered themselves
     with pytest.raises(ValueError) as info:
         build_backbone("transformer", DIM, SEQ_LEN, {})
     message = str(info.value)

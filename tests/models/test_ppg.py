@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch import nn
 
+from duet_pipeline.models.backbones import BACKBONES
 from duet_pipeline.models.layers import HeadWeights, apply_head, apply_head_to_runs
 from duet_pipeline.models.position import FORMULAS, PositionWeights
 from duet_pipeline.models.ppg import ParameterGenerator, StackedGenerator, swa_mixing_weights
@@ -339,7 +340,7 @@ def test_position_weights_enter_the_ppg():
     assert not torch.allclose(head.w1, unscaled.w1, atol=1e-5)
 
 
-@pytest.mark.parametrize("backbone", ["din", "gru4rec", "sasrec"])
+@pytest.mark.parametrize("backbone", list(BACKBONES))
 def test_position_weights_on_backbone_flag(backbone):
     torch.manual_seed(0)
     off = duet_model(backbone, position_weights="linear").eval()
@@ -391,7 +392,7 @@ def test_duet_config_carries_the_duet_parameters():
     assert not Recommender(base).generates_heads
 
 
-@pytest.mark.parametrize("backbone", ["din", "gru4rec", "sasrec"])
+@pytest.mark.parametrize("backbone", list(BACKBONES))
 def test_warm_start_copies_base(backbone):
     options = options_for(backbone)
     base = Recommender(ModelConfig(NUM_ITEMS, SEQ_LEN, backbone, dim=DIM, backbone_options=options))

@@ -30,7 +30,7 @@ NEGATIVES = {"train": 4, "validation": 9, "test": 9}
 SPLITS = ("train", "test")
 # conf/base's options (backbones and the generator have no defaults); SASRec with two heads.
 BACKBONE_OPTIONS = {name: backbone_options(name, **({"num_heads": 2} if name == "sasrec" else {}))
-                    for name in ("din", "gru4rec", "sasrec")}
+                    for name in BACKBONES}
 GENERATOR = {"generator_hidden": 16, "num_generators": 2, "temperature": 1.0, "deviation_init_scale": 0.5}
 # (generator, position weights, position weights on the backbone too)
 HEADS = {

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from conftest import add_toy_method, kedro
+from duet_pipeline.models.backbones import BACKBONES
 
 TINY = "dataset=ml-100k,training.max_epochs=2,training.progress=false,personalization.finetune.progress=false"
 
@@ -130,7 +131,7 @@ def test_a_toy_method_added_as_one_module_and_one_yaml_block_runs_end_to_end(tin
 
 def test_duet_all_trains_every_backbone_in_its_namespace(tiny_ml100k: Path) -> None:
     kedro(tiny_ml100k, "run", "--pipeline=duet_all", f"--params={TINY},training.max_epochs=1")
-    for backbone in ("din", "gru4rec", "sasrec"):
+    for backbone in BACKBONES:
         model_dir = tiny_ml100k / "data" / "06_models" / "ml-100k" / backbone / "base_model.pkl"
         assert len(list(model_dir.iterdir())) == 1
         table = pd.read_csv(latest_version(tiny_ml100k / "data" / "08_reporting" / "ml-100k" / backbone / "metrics_table.csv"))

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from kedro.framework.project import configure_project, pipelines
 
+from duet_pipeline.models.backbones import BACKBONES
 from duet_pipeline.methods import get_method, method_names
 from duet_pipeline.pipelines.stages import model_stages
 from duet_pipeline.project import load_parameters
@@ -30,7 +31,7 @@ def test_registry_composes_duet_from_the_stages() -> None:
     assert pipelines["__default__"].nodes == duet.nodes
     assert {"train_samples", "validation_samples", "test_samples"} <= duet.all_outputs()
     namespaced = {node.name for node in pipelines["duet_all"].nodes}
-    for backbone in ("din", "gru4rec", "sasrec"):
+    for backbone in BACKBONES:
         assert f"{backbone}.train_base_model" in namespaced
     # No parameter stubs: a namespace's backbone is fixed in its nodes.
     assert not any(name.startswith("params:din") for name in pipelines["duet_all"].inputs())
