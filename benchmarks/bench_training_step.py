@@ -33,11 +33,13 @@ def parse_args() -> argparse.Namespace:
 
 
 def throughput(model, train, order, config, steps: int, repeats: int) -> list[float]:
-    """Rows per second of each of ``repeats`` blocks of ``steps`` training steps, after 10 warm-up steps."""
-    import torch
+    """Rows per second of each of ``repeats`` blocks of ``steps`` training steps (the
+    training loop's optimiser and loss), after 10 warm-up steps."""
     from torch import nn
 
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    from duet_pipeline.training.loop import make_optimizer
+
+    optimizer = make_optimizer(model, config)
     loss_fn = nn.BCEWithLogitsLoss()
     batches = len(train) // config.batch_size
     model.train()
