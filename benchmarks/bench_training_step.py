@@ -95,7 +95,10 @@ def main() -> None:
                 model = Recommender(shape)
             else:  # a method with its own recipe builds its model with `build_model`
                 data = CloudData(train, train, num_items, backbone, params["model"], params["backbones"], config)
-                options = method.parse_options(params["personalization"][method.spec.block])
+                if not hasattr(method.module, "build_model"):
+                    raise SystemExit(f"method {name}: its module has no build_model(data, options, variant), "
+                                     "so it has no training step to measure")
+                options = method.parse_options(params["personalization"].get(method.spec.block))
                 model = method.module.build_model(data, options, method.variant)
             rates = throughput(model, train, order, config, args.steps, args.repeats)
             rows.append(f"| {backbone} | {name} | {max(rates):,.0f} | {', '.join(f'{r / 1000:.1f}k' for r in rates)} |")

@@ -148,7 +148,8 @@ def main(argv: list[str] | None = None) -> None:
         context={"command": reproduce_command(args), "machine": machine(threads=False), "date": today(),
                  "wall_seconds": None if args.report_only else wall, "jobs": args.jobs,
                  "threads": max(1, (os.cpu_count() or 1) // args.jobs)},
-        reuse_stale=args.reuse_stale,
+        # A report of what MLflow holds: cells of these parameters, whatever code made them.
+        reuse_stale=args.reuse_stale or args.report_only,
     )
     print(f"results: {results}")
 
@@ -166,7 +167,8 @@ def run_grid(units, data: GridData, tracker: GridTracker, args: argparse.Namespa
         return
     jobs = max(1, min(args.jobs, len(pending)))
     failed: list[str] = []
-    tags = {"data_version": units[0].data_version, "grid_command": " ".join(sys.argv)}
+    tags = {"data_version": units[0].data_version, "code_version": units[0].code_version,
+            "grid_command": " ".join(sys.argv)}
     with tempfile.TemporaryDirectory() as folder, tqdm(total=sum(len(u.cells) for u in pending), unit="cell",
                                                         desc=f"grid {args.dataset}") as bar:
         data_path = str(Path(folder) / "grid_data.pkl")

@@ -25,7 +25,8 @@ ARTIFACT_KEY = "mlflow_artifact_path"
 
 
 class ParameterCheckHook:
-    @hook_impl
+    # tryfirst: before kedro-mlflow's hook sets up its tracking store.
+    @hook_impl(tryfirst=True)
     def after_context_created(self, context: Any) -> None:
         # Imported here: settings.py imports this module for every kedro command (`kedro -h`).
         from duet_pipeline.pipelines import selection

@@ -1,6 +1,7 @@
 """Project pipelines, discovered from ``pipelines/<name>/`` by ``find_pipelines``.
 
-Stages: ingestion, feature_engineering, umn_training, evaluation. Composed runs:
+Stages: ingestion, feature_engineering, umn_training, method_training, personalization,
+evaluation (the model stages built from the ``methods`` parameter). Composed runs:
 ``duet`` (the whole flow, default) and ``duet_all`` (every backbone, namespaced).
 """
 from __future__ import annotations

@@ -97,6 +97,7 @@ def test_a_bad_parameter_fails_at_the_start_naming_it_and_writes_nothing(
     assert "ParameterError: " + named in output and allowed in output, output[-2000:]
     assert "Running node" not in output  # nothing ran, not even ingestion
     assert written_files(tiny_ml100k) == []
+    assert not (tiny_ml100k / "mlflow.db").exists()  # checked before kedro-mlflow sets up its store
 
 
 def test_methods_parameter_selects_what_runs(tiny_ml100k: Path) -> None:

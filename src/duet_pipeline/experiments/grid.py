@@ -121,7 +121,7 @@ def plan_units(
     data_version: str, code: str | None = None,
 ) -> list[Unit]:
     """The units that produce the requested cells: all units of the shared base model
-    first (the cheapest; warm starts need them), then the methods' own trainings seed by
+    first (the cheapest), then the methods' own trainings seed by
     seed, so a grid stopped half-way has every method at the first seeds rather than
     every seed of a few. Parameters are checked first, as `kedro run` checks them."""
     code = code_version() if code is None else code

@@ -225,6 +225,8 @@ def investigation(tracker: GridTracker, runs: pd.DataFrame, data: GridData, data
                   doc_folder: Path) -> str:
     """Learning curves and per-group breakdowns for every cell where a method loses to base."""
     losing = losing_cells(runs)
+    if BASE not in set(runs["method"]):
+        return f"No {BASE} cells among these runs: nothing to compare against."
     if not losing:
         return f"Every method's mean test AUC is at or above the {BASE} model's."
     users = user_groups(data)

@@ -88,7 +88,28 @@ def _discover() -> dict[str, Method]:
         if method.name in methods:
             raise ValueError(f"method '{method.name}' is declared by two modules")
         methods[method.name] = method
+    _check_registry(list(methods.values()))
     return methods
+
+
+def _check_registry(methods: list[Method]) -> None:
+    """What the pipelines and reports rely on: one baseline, distinct dataset keys that
+    do not take the base model's, one module per parameter block, an own recipe's functions."""
+    if sum(m.spec.baseline for m in methods) != 1:
+        raise ValueError(f"exactly one method must be the baseline, got {[m.name for m in methods if m.spec.baseline]}")
+    keys = [m.key for m in methods]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"two methods share a dataset key: {sorted(k for k in keys if keys.count(k) > 1)}")
+    blocks = {}
+    for method in methods:
+        if method.spec.cloud_model == "own":
+            if method.key == "base":
+                raise ValueError("a method with its own cloud model cannot be keyed 'base' (the shared base model)")
+            missing = [f for f in ("train", "needs_base_model") if not hasattr(method.module, f)]
+            if missing:
+                raise ValueError(f"method '{method.name}' has its own cloud model but its module lacks {missing}")
+        if method.spec.block is not None and blocks.setdefault(method.spec.block, method.module) is not method.module:
+            raise ValueError(f"parameter block personalization.{method.spec.block} is claimed by two modules")
 
 
 METHODS: dict[str, Method] = _discover()

@@ -17,8 +17,9 @@ _recorded: list[Selection] = []
 
 
 def record(selection: Selection) -> bool:
-    """Make ``selection`` the current one; True if it differs from the previous one."""
-    changed = not _recorded or _recorded[-1] != selection
+    """Make ``selection`` the current one; True if it replaces a different one (pipelines
+    built from that one are stale)."""
+    changed = bool(_recorded) and _recorded[-1] != selection
     _recorded[:] = [selection]
     return changed
 
