@@ -53,14 +53,13 @@ def mean_std(values: pd.Series) -> str:
 
 def quality_table(runs: pd.DataFrame, dataset: str) -> pd.DataFrame:
     rows = []
-    reference = baseline().name
     for (backbone, method), group in runs.groupby(["backbone", "method"], sort=False):
-        base = runs[(runs["backbone"] == backbone) & (runs["method"] == reference)]
+        base = runs[(runs["backbone"] == backbone) & (runs["method"] == BASE)]
         gain = group.set_index("seed")["test.auc"] - base.set_index("seed")["test.auc"]
         rows.append({
             "backbone": backbone, "method": method, "seeds": len(group),
             **{name: mean_std(group[column]) for name, column in QUALITY.items()},
-            f"AUC - {reference} (paired)": "" if method == reference or gain.dropna().empty else f"{gain.mean():+.4f}",
+            f"AUC - {BASE} (paired)": "" if method == BASE or gain.dropna().empty else f"{gain.mean():+.4f}",
             **{f"{source} AUC": _reference(method, source, dataset, backbone) for source in ("paper", "reproduction")},
         })
     return pd.DataFrame(rows)
@@ -124,11 +123,10 @@ def device_cost_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 def losing_cells(runs: pd.DataFrame) -> list[tuple[str, str]]:
     """(backbone, method) whose mean test AUC is below the base model's."""
-    reference = baseline().name
     means = runs.groupby(["backbone", "method"])["test.auc"].mean()
     return [
         (backbone, method) for (backbone, method), auc in means.items()
-        if method != reference and (backbone, reference) in means and auc < means[(backbone, reference)]
+        if method != BASE and (backbone, BASE) in means and auc < means[(backbone, BASE)]
     ]
 
 
