@@ -98,11 +98,14 @@ _PROGRESS: dict[str, Any] = {}
 
 
 def init_worker(threads: int, progress: Any = None) -> None:
-    """Each worker gets its share of the cores: small models gain little from threads,
-    and two processes spinning for the same cores slow each other down badly.
-    ``progress`` is a multiprocessing queue receiving ``(unit label, epoch record)``."""
+    """Each worker gets a fixed share of the cores (``DUET_THREADS``, see
+    training/cores.py): fixed, so that a cell's numbers do not depend on what else ran
+    beside it. ``progress`` is a multiprocessing queue receiving ``(unit label, epoch record)``."""
+    import os
+
     import torch
 
+    os.environ["DUET_THREADS"] = str(threads)
     torch.set_num_threads(threads)
     _PROGRESS["queue"] = progress
 

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from duet_pipeline.models.recommender import Recommender, load_model
 from duet_pipeline.parameters import Block
+from duet_pipeline.training.cores import CoreShare
 from duet_pipeline.training.tensors import SampleTensors
 
 from .common import Devices, MethodSpec, Personalization
@@ -180,8 +181,10 @@ def finetune_scores_batched(model: Recommender, devices: Devices, config: Finetu
     tuner = BatchedFinetuner(model, config)
     scores = np.zeros(len(candidates), dtype=np.float32)
     chunk = config.users_per_chunk
-    with tqdm(total=len(users), desc="finetune devices", unit="device", disable=not config.progress) as bar:
+    with tqdm(total=len(users), desc="finetune devices", unit="device", disable=not config.progress) as bar, \
+            CoreShare() as cores:
         for start in range(0, len(users), chunk):
+            cores.adjust()
             for user, user_scores in tuner.run(devices, users[start : start + chunk]).items():
                 scores[torch.nonzero(candidates.user == user).squeeze(1).numpy()] = user_scores
             bar.update(len(users[start : start + chunk]))

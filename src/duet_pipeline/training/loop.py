@@ -16,7 +16,11 @@ from tqdm.auto import tqdm
 from duet_pipeline.evaluation.metrics import compute_metrics, is_improvement, metric_names
 from duet_pipeline.parameters import Block, parse_block
 
+from .cores import CoreShare
 from .tensors import SampleTensors
+
+# Batches between two checks of the cores' share (a directory listing, ~50 us).
+SHARE_CHECK_BATCHES = 32
 
 
 class TrainingConfig(Block):
@@ -105,12 +109,16 @@ def train_epoch(
     batch_size: int,
     order: torch.Tensor,
     progress: tqdm | None = None,
+    cores: CoreShare | None = None,
 ) -> float:
-    """One pass over ``train`` in ``order``; returns the mean training loss per row."""
+    """One pass over ``train`` in ``order``; returns the mean training loss per row.
+    ``cores``: re-check this process's share of the cores every few batches."""
     model.train()
     loss_fn = nn.BCEWithLogitsLoss()
     total, rows = 0.0, 0
-    for start in range(0, len(train), batch_size):
+    for number, start in enumerate(range(0, len(train), batch_size)):
+        if cores is not None and number % SHARE_CHECK_BATCHES == 0:
+            cores.adjust()
         batch = train.rows(order[start : start + batch_size])
         loss = loss_fn(model(batch.history, batch.target), batch.label)
         optimizer.zero_grad(set_to_none=True)
@@ -147,32 +155,38 @@ def fit(
         torch.arange(len(train)), torch.ones(len(train), dtype=torch.long))
     best_value, best_epoch, best_state, stale = None, 0, None, 0
     records = []
-    for epoch in range(1, config.max_epochs + 1):
-        bar = tqdm(
-            total=len(train), desc=f"{description} epoch {epoch}/{config.max_epochs}",
-            unit="row", unit_scale=True, disable=not config.progress, leave=True,
-        )
-        started = time.perf_counter()
-        order = shuffled_order(groups, generator)
-        train_loss = train_epoch(model, optimizer, train, config.batch_size, order, bar)
-        train_seconds = time.perf_counter() - started
-        metrics = evaluate(model, validation, config.eval_batch_size)
-        bar.set_postfix(loss=f"{train_loss:.4f}", val_auc=f"{metrics['auc']:.4f}")
-        bar.close()
-        records.append(
-            {"epoch": epoch, "train_loss": train_loss, "train_seconds": train_seconds,
-             "train_rows_per_second": len(train) / train_seconds,
-             **{f"val_{name}": value for name, value in metrics.items()}}
-        )
-        if on_epoch_end is not None:
-            on_epoch_end(records[-1])
-        value = metrics[config.selection_metric]
-        if is_improvement(config.selection_metric, value, best_value):
-            best_value, best_epoch, stale = value, epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            stale += 1
-            if stale >= config.patience:
-                break
+    with CoreShare() as cores:
+        for epoch in range(1, config.max_epochs + 1):
+            record = _fit_epoch(model, optimizer, train, validation, config, groups, generator, cores,
+                                f"{description} epoch {epoch}/{config.max_epochs}")
+            records.append({"epoch": epoch, **record})
+            if on_epoch_end is not None:
+                on_epoch_end(records[-1])
+            value = record[f"val_{config.selection_metric}"]
+            if is_improvement(config.selection_metric, value, best_value):
+                best_value, best_epoch, stale = value, epoch, 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                stale += 1
+                if stale >= config.patience:
+                    break
     model.load_state_dict(best_state)
     return FitResult(best_state=best_state, best_epoch=best_epoch, history=pd.DataFrame(records))
+
+
+def _fit_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, train: SampleTensors, validation: SampleTensors,
+               config: TrainingConfig, groups: tuple[torch.Tensor, torch.Tensor], generator: torch.Generator,
+               cores: CoreShare, description: str) -> dict[str, float]:
+    """One epoch of training and its validation: the epoch's history row (without ``epoch``)."""
+    bar = tqdm(total=len(train), desc=description, unit="row", unit_scale=True, disable=not config.progress, leave=True)
+    started = time.perf_counter()
+    order = shuffled_order(groups, generator)
+    train_loss = train_epoch(model, optimizer, train, config.batch_size, order, bar, cores)
+    train_seconds = time.perf_counter() - started
+    metrics = evaluate(model, validation, config.eval_batch_size)
+    bar.set_postfix(loss=f"{train_loss:.4f}", val_auc=f"{metrics['auc']:.4f}")
+    bar.close()
+    return {"train_loss": train_loss, "train_seconds": train_seconds,
+            "train_rows_per_second": len(train) / train_seconds,
+            **{f"val_{name}": value for name, value in metrics.items()}}
+
