@@ -5,10 +5,11 @@ BIN := $(VENV)/bin
 export KEDRO_DISABLE_TELEMETRY := true
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test viz mlflow-ui benchmark benchmark-kedro-run benchmark-data benchmark-training benchmark-duet benchmark-step clean-outputs
+.PHONY: run test viz mlflow-ui benchmark benchmark-kedro-run benchmark-data benchmark-training benchmark-duet benchmark-step benchmark-speed clean-outputs
 
 DATASET ?= ml-100k
 GRID_ARGS ?=
+SPEED_ARGS ?=  # --grid also times the full ml-100k grid (over an hour)
 
 # The venv is (re)installed whenever pyproject.toml changes; the stamp files record that.
 $(BIN)/python:
@@ -52,6 +53,9 @@ benchmark-duet: $(VENV)/.installed  ## base vs finetune vs DUET on ml-100k, ever
 
 benchmark-step: $(VENV)/.installed  ## training-step rows/s per backbone, base and duet+swa, on ml-100k
 	$(BIN)/python benchmarks/bench_training_step.py --section training_step
+
+benchmark-speed: $(VENV)/.installed  ## every speed figure (training, evaluation, kedro run, RSS, fine-tune, side by side)
+	$(BIN)/python benchmarks/bench_speed.py $(SPEED_ARGS)
 
 clean-outputs:  ## delete run outputs (versioned datasets, MLflow runs)
 	find data -mindepth 2 -not -name .gitkeep -not -path 'data/01_raw*' -delete

@@ -19,6 +19,8 @@ from torch import nn
 
 from duet_pipeline.parameters import Block, parse_block
 
+from .layers import Dropout
+
 # name -> backbone class, filled by every subclass of Backbone that sets `name`.
 BACKBONES: dict[str, type["Backbone"]] = {}
 
@@ -161,7 +163,7 @@ class CausalSelfAttentionBlock(nn.Module):
         self.out = nn.Linear(dim, dim)
         self.ffn_norm = nn.LayerNorm(dim)
         self.ffn = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, dim))
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
         batch, seq_len, dim = x.shape
@@ -193,7 +195,7 @@ class SASRec(Backbone):
         self.blocks = nn.ModuleList(
             CausalSelfAttentionBlock(dim, num_heads, dropout) for _ in range(num_blocks)
         )
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.norm = nn.LayerNorm(dim)
 
     @staticmethod
