@@ -3,9 +3,9 @@
     python docs/diagnostics/ab_gru_din.py
 
 The masked GRU's steps by indexing (`projected[:, t]`, old) or by one `unbind` (the
-library's now), and DIN's activation unit on the concatenated [h, t, h-t, h*t] (the
-library's) or with its first layer decomposed, (W_h + W_d) h + (W_t - W_d) t + W_p (h*t)
-(a candidate: tried and reverted, docs/benchmarks.md "DIN's decomposed first layer");
+library's now), and DIN's activation unit on the concatenated [h, t, h-t, h*t] (old)
+or with its first layer decomposed, (W_h + W_d) h + (W_t - W_d) t + W_p (h*t) (the
+library's now, docs/benchmarks.md "DIN's decomposed first layer");
 forward + backward, 30 interleaved rounds of 5 calls, median and min.
 Whole training steps vary by +-20% between runs on this machine, which hides changes of
 this size; interleaving in one process does not.
@@ -42,16 +42,13 @@ gru = nn.GRU(32, 32, num_layers=2, batch_first=True)
 x = torch.randn(205, 10, 32, requires_grad=True); m = torch.ones(205, 10, dtype=torch.bool); m[:, :3] = torch.rand(205, 3) > 0.5
 din = DIN(32, 10, attention_units=[32, 16])
 h = torch.randn(1024, 10, 32, requires_grad=True); t_ = torch.randn(1024, 32, requires_grad=True); mk = torch.ones(1024, 10, dtype=torch.bool)
-def decomposed_din():
-    first = din.activation_unit[0]
-    w_h, w_t, w_d, w_p = first.weight.chunk(4, dim=1)
-    hidden = (nn.functional.linear(h, w_h + w_d) + nn.functional.linear(h * t_.unsqueeze(1), w_p)
-              + nn.functional.linear(t_, w_t - w_d, first.bias).unsqueeze(1))
-    s = din.activation_unit[1:](hidden).squeeze(-1)
+def concatenated_din():
+    t = t_.unsqueeze(1).expand_as(h)
+    s = din.activation_unit(torch.cat([h, t, h - t, h * t], dim=-1)).squeeze(-1)
     return torch.softmax(s.masked_fill(~mk, float("-inf")), 1)
 cases = {"gru old": lambda: old_gru(gru, x, m).sum().backward(), "gru new": lambda: masked_gru(gru, x, m).sum().backward(),
-         "din concatenated": lambda: din.attention_weights(h, mk, t_).sum().backward(),
-         "din decomposed": lambda: decomposed_din().sum().backward()}
+         "din concatenated": lambda: concatenated_din().sum().backward(),
+         "din decomposed": lambda: din.attention_weights(h, mk, t_).sum().backward()}
 times = {k: [] for k in cases}
 for rep in range(30):
     for k, f in cases.items():

@@ -28,7 +28,7 @@ from duet_pipeline.methods.finetune import (
 from duet_pipeline.models.layers import HeadWeights, apply_head
 from duet_pipeline.models.recommender import ModelConfig, Recommender, model_bundle
 from duet_pipeline.parameters import ParameterError
-from duet_pipeline.training.tensors import SampleTensors
+from duet_pipeline.training.tensors import RowsByUser, SampleTensors
 
 from conftest import PARAMETERS, backbone_options, finetune_config
 
@@ -320,6 +320,7 @@ def test_finetune_personalize_report():
     np.testing.assert_allclose(out.scores, want, atol=1e-6)
     assert out.report["devices"] == len(OWN_ROWS)
     assert out.report["loop_seconds_per_device"] > 0
+    assert out.report["probe_batched_seconds_per_device"] > 0
 
 
 def test_finetune_options_are_strict():
@@ -339,6 +340,17 @@ def own_rows_table(users, targets):
                          torch.tensor(targets), torch.zeros(n))
 
 
+def steps_of(own: SampleTensors, user: int, config) -> list[torch.Tensor]:
+    return user_steps(RowsByUser(own.user)(user), user, config)
+
+
+def test_rows_by_user_equals_a_scan_of_the_column():
+    users = torch.tensor([3, 1, 3, 0, 7, 1, 3, 7, 0, 0])
+    rows_of = RowsByUser(users)
+    for user in range(9):
+        assert rows_of(user).tolist() == torch.nonzero(users == user).squeeze(1).tolist()
+
+
 @pytest.mark.parametrize("n_rows,batch_size", [(7, 3), (6, 2), (1, 4), (0, 2), (5, 5)])
 def test_user_steps_cover_rows_once_per_epoch(n_rows, batch_size):
     user = 9
@@ -347,17 +359,19 @@ def test_user_steps_cover_rows_once_per_epoch(n_rows, batch_size):
     users = [users[i] for i in order]
     own = own_rows_table(users, list(range(100, 100 + len(users))))
     config = ft_config(batch_size=batch_size, epochs=3, seed=1)
-    steps = user_steps(own, user, config)
+    steps = steps_of(own, user, config)
     mine = sorted(i for i, u in enumerate(users) if u == user)
     per_epoch = -(-n_rows // batch_size)  # ceil
     assert len(steps) == per_epoch * config.epochs
     for epoch in range(config.epochs):
         epoch_steps = steps[epoch * per_epoch:(epoch + 1) * per_epoch]
         assert all(1 <= len(s) <= batch_size for s in epoch_steps)
+        # In table order within a step, so rows sharing a history sit together.
+        assert all(s.tolist() == sorted(s.tolist()) for s in epoch_steps)
         seen = sorted(i for s in epoch_steps for i in s.tolist())
         assert seen == mine
     # Deterministic for a seed.
-    again = user_steps(own, user, config)
+    again = steps_of(own, user, config)
     assert [s.tolist() for s in again] == [s.tolist() for s in steps]
 
 
@@ -368,15 +382,15 @@ def test_user_steps_seed_dependent_and_independent_of_other_users():
     own = own_rows_table(users, list(range(100, 100 + len(users))))
     config = ft_config(batch_size=3, epochs=2, seed=0)
     targets_of = lambda table, steps: [table.target[s].tolist() for s in steps]  # noqa: E731
-    base = targets_of(own, user_steps(own, user, config))
+    base = targets_of(own, steps_of(own, user, config))
     # Other users' rows before, between and after the user's rows; same relative order.
     other = [5, user, user, 6, user, user, user, 5, 7, user, user, user, 6]
     mine = iter(range(100, 100 + n))
     other_targets = [next(mine) if u == user else 500 + k for k, u in enumerate(other)]
     own2 = own_rows_table(other, other_targets)
-    assert targets_of(own2, user_steps(own2, user, config)) == base
+    assert targets_of(own2, steps_of(own2, user, config)) == base
     # A different seed reshuffles.
-    reseeded = targets_of(own, user_steps(own, user, ft_config(batch_size=3, epochs=2, seed=1)))
+    reseeded = targets_of(own, steps_of(own, user, ft_config(batch_size=3, epochs=2, seed=1)))
     assert reseeded != base
     # Shuffled at all (8 rows: identity order in both epochs would mean no shuffle).
     flat = [t for step in base for t in step]

@@ -377,6 +377,32 @@ def test_din_attention_masks_padding_and_sums_to_one():
         torch.testing.assert_close(out[row], history[row, -1])
 
 
+def test_din_decomposed_first_layer_equals_the_concatenated_features():
+    """The activation unit on the literal [h, t, h - t, h * t] (the paper's form) gives
+    the same weights and the same gradients as the library's decomposed first layer."""
+    model = backbone("din")
+    history, mask, target = make_batch()
+    history.requires_grad_(True)
+    target.requires_grad_(True)
+
+    def reference():
+        t = target.unsqueeze(1).expand_as(history)
+        features = torch.cat([history, t, history - t, history * t], dim=-1)
+        scores = model.activation_unit(features).squeeze(-1).masked_fill(~mask, float("-inf"))
+        return torch.softmax(scores, dim=1)
+
+    upstream = torch.randn(len(LENGTHS), SEQ_LEN)
+    results = []
+    for weights_of in (reference, lambda: model.attention_weights(history, mask, target)):
+        weights = weights_of()
+        inputs = [history, target, *model.parameters()]
+        results.append((weights, torch.autograd.grad((weights * upstream).sum(), inputs)))
+    (expected, expected_grads), (actual, actual_grads) = results
+    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-6)
+    for got, want in zip(actual_grads, expected_grads):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
 def test_din_really_attends_and_depends_on_the_target():
     model = backbone("din")
     history, mask, _ = make_batch(lengths=[SEQ_LEN, 4])

@@ -76,11 +76,21 @@ class DIN(Backbone):
     def attention_weights(
         self, history_emb: torch.Tensor, mask: torch.Tensor, target_emb: torch.Tensor
     ) -> torch.Tensor:
-        target = target_emb.unsqueeze(1).expand_as(history_emb)
-        features = torch.cat(
-            [history_emb, target, history_emb - target, history_emb * target], dim=-1
-        )
-        scores = self.activation_unit(features).squeeze(-1)
+        """Softmax weights (B, L) of the history items for the target, padding at 0.
+
+        The first layer on [h, t, h - t, h * t] is computed as
+        (W_h + W_d) h + (W_t - W_d) t + W_p (h * t), with W = [W_h | W_t | W_d | W_p]
+        its weight: the same map and the same parameters, but the target's part is
+        computed once per row instead of once per history item, and no (B, L, 4d)
+        concatenation is built. Half the first layer's work; 1.6x a DIN training step
+        (docs/benchmarks.md "speed").
+        """
+        first = self.activation_unit[0]
+        w_h, w_t, w_d, w_p = first.weight.chunk(4, dim=1)
+        hidden = (nn.functional.linear(history_emb, w_h + w_d)
+                  + nn.functional.linear(history_emb * target_emb.unsqueeze(1), w_p)
+                  + nn.functional.linear(target_emb, w_t - w_d, first.bias).unsqueeze(1))
+        scores = self.activation_unit[1:](hidden).squeeze(-1)
         scores = scores.masked_fill(~mask, float("-inf"))
         return torch.softmax(scores, dim=1)
 

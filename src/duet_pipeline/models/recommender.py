@@ -119,7 +119,8 @@ class Recommender(nn.Module):
         return self.head.weights(self.position_weights.scale(history_emb, mask), mask)
 
     def score(
-        self, history: torch.Tensor, target: torch.Tensor, head: HeadWeights | None = None
+        self, history: torch.Tensor, target: torch.Tensor, head: HeadWeights | None = None,
+        row_of: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits for (history, target) rows; ``head`` given = the device's received head.
 
@@ -127,8 +128,15 @@ class Recommender(nn.Module):
         candidates) share the generated head and, for target-free backbones, the user
         vector: both are computed once per run and gathered back, which gives the same
         values at a fraction of the cost.
+
+        ``row_of`` given: ``history`` holds distinct histories (H, L) and ``row_of``
+        (one per target) says which one each row reads. Callers under
+        ``torch.func.vmap``, which cannot find runs itself (data-dependent shapes), pass
+        runs found beforehand this way.
         """
-        if self.dedupe_histories:
+        if row_of is not None:
+            distinct = history
+        elif self.dedupe_histories:
             distinct, row_of = consecutive_runs(history)
         else:
             distinct, row_of = history, torch.arange(len(history), device=history.device)
@@ -149,8 +157,9 @@ class Recommender(nn.Module):
                 user = apply_head(user, HeadWeights(*(t[row_of] for t in head.tensors())))
         return (user * self.target_tower(self.items(target))).sum(dim=-1)
 
-    def forward(self, history: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return self.score(history, target)
+    def forward(self, history: torch.Tensor, target: torch.Tensor,
+                row_of: torch.Tensor | None = None) -> torch.Tensor:
+        return self.score(history, target, row_of=row_of)
 
 
 def model_bundle(model: Recommender, method: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
