@@ -89,7 +89,7 @@ def add_toy_method(project: Path) -> None:
     shutil.copy(TOY_METHOD, project / "src" / "duet_pipeline" / "methods" / "popularity.py")
     parameters = project / "conf" / "base" / "parameters_personalization.yml"
     text = parameters.read_text()
-    assert text.rstrip().endswith("latency_batches: 20"), "personalization must be the file's last block"
+    assert text.rstrip().splitlines()[-1].startswith("    "), "personalization must be the file's last block"
     parameters.write_text(text + TOY_METHOD_BLOCK)
 
 

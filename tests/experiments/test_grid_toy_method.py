@@ -31,3 +31,23 @@ def test_toy_method_as_a_one_cell_grid(tmp_path: Path) -> None:
     assert runs[0].data.params["personalization.popularity.smoothing"] == "1.0"
     per_seed = pd.read_csv(root / "docs" / "results" / "ml-100k.csv")
     assert per_seed[["method", "seed"]].values.tolist() == [["popularity", 0]]
+
+
+def test_a_dynamic_weight_method_as_a_one_cell_grid(tmp_path: Path) -> None:
+    root = make_project_copy(tmp_path / "project")
+    write_ratings(generate_ratings(num_users=40, num_items=300, num_rows=1_200, seed=5),
+                  root / "data" / "01_raw" / "ml-100k", "ml-100k")
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / "grid.py"), "--project", str(root), "--dataset", "ml-100k",
+         "--backbones", "gru4rec", "--methods", "base,ppnet", "--seeds", "0", "--jobs", "1",
+         "--params", "training.max_epochs=1,personalization.finetune.loop_devices=2"],
+        cwd=root, env={**project_env(root), "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    client = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    runs = {r.data.tags["method"]: r for r in client.search_runs([client.get_experiment_by_name("duet_grid").experiment_id])}
+    assert set(runs) == {"base", "ppnet"}
+    assert runs["ppnet"].data.metrics["personalization.payload_bytes"] == 32 * 4
+    assert runs["ppnet"].data.params["personalization.ppnet.gate_hidden"] == "64"
+    results = (root / "docs" / "RESULTS.md").read_text()
+    assert "### By user activity" in results and "ppnet - base" in results

@@ -152,3 +152,26 @@ def test_bad_raw_file_fails_naming_file_and_line_and_saves_nothing(tiny_ml100k: 
     assert result.returncode != 0
     assert "u.data" in output and "line 7" in output
     assert latest_version(interactions) == good_version
+
+
+FAMILY_PAYLOAD_FLOATS = {"lhuc": 2 * 32, "ppnet": 32, "poso": 2 * 4, "pepnet": 32, "m2m": 2 * (32 * 32 + 32),
+                         "can": 0, "apg": 2 * 8 * 8}
+
+
+def test_the_dynamic_weight_family_runs_end_to_end(tiny_ml100k: Path) -> None:
+    methods = " ".join(["base", *FAMILY_PAYLOAD_FLOATS])
+    kedro(tiny_ml100k, "run", "--pipeline=duet", f"--params={TINY},training.max_epochs=1,backbone=sasrec,"
+                                                  f"methods={methods}")
+    reporting = tiny_ml100k / "data" / "08_reporting" / "ml-100k" / "sasrec"
+    table = pd.read_csv(latest_version(reporting / "metrics_table.csv"))
+    assert table["method"].tolist() == methods.split()
+    assert table["auc"].between(0.0, 1.0).all() and (table["users"] == 40).all()
+    devices = pd.read_csv(latest_version(reporting / "device_table.csv")).set_index("method")
+    for method, floats in FAMILY_PAYLOAD_FLOATS.items():
+        assert devices.loc[method, "payload_bytes"] == 4 * floats, method
+        assert devices.loc[method, "device_ms_per_candidate"] > 0
+    assert devices.loc["can", "device_extra_bytes"] > devices.loc["apg", "device_extra_bytes"] > 0
+    activity = pd.read_csv(latest_version(reporting / "activity_table.csv"))
+    assert activity["method"].unique().tolist() == methods.split()
+    assert activity.groupby("method")["users"].sum().eq(40).all()
+    assert activity["activity"].str.startswith("Q1").any()

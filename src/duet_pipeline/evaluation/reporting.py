@@ -58,3 +58,32 @@ def comparison_markdown(metrics: pd.DataFrame, devices: pd.DataFrame, title: str
     if not devices.empty:
         parts += ["", "Per-device cost of personalisation:", "", devices.to_markdown(index=False, floatfmt=".4g")]
     return "\n".join(parts) + "\n"
+
+
+def activity_groups(train_users: np.ndarray, train_labels: np.ndarray, users: np.ndarray,
+                    bins: int = 4) -> pd.DataFrame:
+    """Per user of ``users``: its number of train positives and its activity quartile
+    ("Q1: 3-17 train positives", lightest first), the groups POSO is meant to help."""
+    train_users, train_labels = np.asarray(train_users), np.asarray(train_labels)
+    positives = pd.Series(train_users[train_labels > 0]).value_counts()
+    groups = pd.DataFrame({"user_id": np.asarray(users)})
+    groups["train_positives"] = groups["user_id"].map(positives).fillna(0).astype(int)
+    quartile = pd.qcut(groups["train_positives"], bins, labels=False, duplicates="drop")
+    ranges = groups.groupby(quartile)["train_positives"].agg(["min", "max"])
+    names = {q: f"Q{q + 1}: {low}-{high} train positives" for q, (low, high) in ranges.iterrows()}
+    groups["activity"] = quartile.map(names)
+    return groups
+
+
+def activity_table(predictions: pd.DataFrame, train_users: np.ndarray, train_labels: np.ndarray) -> pd.DataFrame:
+    """Every metric per method and user-activity quartile, methods in order of appearance:
+    does a method help light users, or only heavy ones?"""
+    groups = activity_groups(train_users, train_labels, predictions["user_id"].unique())
+    merged = predictions.merge(groups[["user_id", "activity"]], on="user_id")
+    rows = []
+    for (method, activity), part in merged.groupby(["method", "activity"], sort=False):
+        rows.append({"method": method, "activity": activity, "users": part["user_id"].nunique(),
+                     **compute_metrics(part["user_id"].to_numpy(), part["label"].to_numpy(), part["score"].to_numpy())})
+    order = {name: i for i, name in enumerate(predictions["method"].unique())}
+    table = pd.DataFrame(rows)
+    return table.iloc[np.lexsort((table["activity"], table["method"].map(order)))].reset_index(drop=True)

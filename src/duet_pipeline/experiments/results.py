@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from duet_pipeline.evaluation.metrics import compute_metrics, headline_metrics, metric_names, per_user_auc
+from duet_pipeline.evaluation.reporting import activity_groups
 from duet_pipeline.methods import baseline, get_method, method_names
 from duet_pipeline.training.tracking import mlflow_metric_name
 
@@ -109,16 +110,25 @@ def device_cost_table(runs: pd.DataFrame) -> pd.DataFrame:
             continue
         cheapest = costs[column].median().min()
         for method, part in costs:
-            payload = part.get("personalization.payload_bytes")
-            single = part.get("personalization.generation_ms_p50_single")
             rows.append({
                 "backbone": backbone, "method": method, "on the device": get_method(method).spec.on_device,
-                "ms/device (batched)": f"{part[column].median() * 1000:.4f}",
-                "single request p50 ms": "" if single is None or single.isna().all() else f"{single.median():.3f}",
-                "payload bytes/device": "" if payload is None or payload.isna().all() else f"{payload.mean():,.0f}",
+                "cloud ms/device (batched)": f"{part[column].median() * 1000:.4f}",
+                "cloud single request p50 ms": _median(part, "generation_ms_p50_single", "{:.3f}"),
+                "payload bytes/device": _median(part, "payload_bytes", "{:,.0f}"),
+                "device extra bytes": _median(part, "device_extra_bytes", "{:,.0f}"),
+                "device ms/candidate": _median(part, "device_ms_per_candidate", "{:.4f}"),
+                "head reads the candidate": {1.0: "yes", 0.0: "no"}.get(
+                    part.get("personalization.head_reads_candidate", pd.Series(dtype=float)).median(), ""),
+                "train rows/s": f"{part['training.train_rows_per_second'].median():,.0f}",
                 "cost / cheapest": f"{part[column].median() / cheapest:,.0f}x",
             })
     return pd.DataFrame(rows)
+
+
+def _median(part: pd.DataFrame, key: str, form: str) -> str:
+    """The median over seeds of a personalisation report's ``key``, formatted; "" where absent."""
+    values = part.get(f"personalization.{key}")
+    return "" if values is None or values.isna().all() else form.format(values.median())
 
 
 def losing_cells(runs: pd.DataFrame) -> list[tuple[str, str]]:
@@ -151,19 +161,10 @@ def learning_curves(tracker: GridTracker, runs: pd.DataFrame, backbone: str, met
 
 def user_groups(data: GridData, bins: int = 4) -> pd.DataFrame:
     """Per test user: number of train positives (activity quartile) and test history length."""
-    train = data.train
-    positives = pd.Series(train.user[train.label > 0].numpy()).value_counts()
     test = data.test
     first = pd.Series(np.arange(len(test))).groupby(test.user.numpy()).first()
-    users = pd.DataFrame({
-        "user_id": first.index,
-        "history_length": (test.history[first.to_numpy()] > 0).sum(dim=1).numpy(),
-    })
-    users["train_positives"] = users["user_id"].map(positives).fillna(0).astype(int)
-    quartile = pd.qcut(users["train_positives"], bins, labels=False, duplicates="drop")
-    ranges = users.groupby(quartile)["train_positives"].agg(["min", "max"])
-    names = {q: f"Q{q + 1}: {low}-{high} train positives" for q, (low, high) in ranges.iterrows()}
-    users["activity"] = quartile.map(names)
+    users = activity_groups(data.train.user.numpy(), data.train.label.numpy(), first.index.to_numpy(), bins)
+    users["history_length"] = (test.history[first.to_numpy()] > 0).sum(dim=1).numpy()
     return users
 
 
@@ -256,6 +257,21 @@ def investigation(tracker: GridTracker, runs: pd.DataFrame, data: GridData, data
     return "\n".join(parts)
 
 
+def activity_breakdown(tracker: GridTracker, runs: pd.DataFrame, data: GridData) -> str:
+    """Test AUC per user-activity quartile: base, and every other method minus base
+    (paired by seed, mean over seeds), per backbone."""
+    if BASE not in set(runs["method"]):
+        return f"No {BASE} cells among these runs: nothing to compare against."
+    users = user_groups(data)
+    parts = []
+    for backbone in runs["backbone"].unique():
+        methods = [m for m in runs[runs["backbone"] == backbone]["method"].unique() if m != BASE]
+        table = breakdown(tracker, runs, users, backbone, methods, "activity")
+        parts += [f"Test AUC by user activity, {backbone}:", "",
+                  relative_to_base(table, "activity", "auc").to_markdown(index=False, disable_numparse=True), ""]
+    return "\n".join(parts)
+
+
 def write_section(doc: Path, name: str, markdown: str, header: str = "# Results\n") -> None:
     """Replace (or append) the section between ``name``'s markers in ``doc``."""
     begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
@@ -320,6 +336,7 @@ def write_dataset_results(tracker: GridTracker, units: list[Unit], data: GridDat
     devices = device_cost_table(runs)
     if not devices.empty:
         body += ["", devices.to_markdown(index=False, disable_numparse=True)]
+    body += ["", "### By user activity", "", activity_breakdown(tracker, runs, data)]
     body += ["", "### Where a method does not beat base", "",
              investigation(tracker, runs, data, dataset, folder, doc.parent)]
     write_section(doc, dataset, "\n".join(body))

@@ -12,7 +12,8 @@ from duet_pipeline.parameters import Block
 from duet_pipeline.training.models import CloudData, Trained
 from duet_pipeline.training.tensors import SampleTensors
 
-__all__ = ["CloudData", "Devices", "MethodSpec", "Personalization", "References", "Trained", "latency_percentiles"]
+__all__ = ["CloudData", "Devices", "MethodSpec", "Personalization", "References", "Trained",
+           "device_ms_per_candidate", "latency_percentiles"]
 
 # AUC references (PROTOCOL section 6): variant -> dataset -> backbone -> test AUC.
 References = dict[str, dict[str, dict[str, float]]]
@@ -87,3 +88,14 @@ def latency_percentiles(call: Callable[[], object], repeats: int) -> dict[str, f
         call()
         times.append((time.perf_counter() - started) * 1000)
     return {"p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99))}
+
+
+def device_ms_per_candidate(score_device: Callable[[int], int], devices: int) -> float:
+    """The device's compute: median over ``devices`` devices of the wall time of
+    ``score_device(k)`` (device k scores its candidates and returns how many), per candidate."""
+    times = []
+    for index in range(devices):
+        started = time.perf_counter()
+        candidates = score_device(index)
+        times.append((time.perf_counter() - started) * 1000 / max(candidates, 1))
+    return float(np.median(times)) if times else float("nan")

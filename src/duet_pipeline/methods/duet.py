@@ -26,7 +26,7 @@ from duet_pipeline.parameters import Block
 from duet_pipeline.training.loop import fit
 from duet_pipeline.training.models import CloudData, EpochCallback, Trained, trained
 
-from .common import Devices, MethodSpec, Personalization, latency_percentiles
+from .common import Devices, MethodSpec, Personalization, device_ms_per_candidate, latency_percentiles
 
 logger = logging.getLogger(__name__)
 
@@ -175,6 +175,12 @@ def personalize(bundle: dict[str, Any], devices: Devices, options: DuetOptions,
     )
     batch = histories[:batch_size]
     batched = latency_percentiles(lambda: model.head_weights(batch), options.latency_batches)
+    def score_one_device(index: int) -> int:
+        mine = torch.nonzero(candidates.user == users[index]).squeeze(1)
+        one_head = HeadWeights(*(t[index : index + 1].expand(len(mine), *t.shape[1:]) for t in heads.tensors()))
+        model.score(candidates.history[mine], candidates.target[mine], one_head)
+        return len(mine)
+
     report = {
         "devices": float(len(users)),
         "generation_ms_p50_single": one_at_a_time["p50_ms"],
@@ -183,6 +189,9 @@ def personalize(bundle: dict[str, Any], devices: Devices, options: DuetOptions,
         "generation_ms_p99_per_device_batched": batched["p99_ms"] / len(batch),
         "devices_per_second": len(users) / batched_seconds,
         "payload_bytes": float(heads.payload_bytes()),
+        "device_extra_bytes": 0.0,  # the device holds the static model and the received head
+        "device_ms_per_candidate": device_ms_per_candidate(score_one_device, min(options.latency_devices, len(users))),
+        "head_reads_candidate": 0.0,
         "seconds_per_device": batched_seconds / len(users),
     }
     return Personalization(torch.cat(scores).numpy(), report)

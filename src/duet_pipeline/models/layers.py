@@ -106,6 +106,13 @@ class StaticHead(nn.Module):
         return HeadWeights(self.layer1.weight, self.layer1.bias, self.layer2.weight, self.layer2.bias)
 
 
+def run_slots(row_of: torch.Tensor, runs: int) -> tuple[torch.Tensor, int]:
+    """Each row's place within its run (``row_of`` non-decreasing) and the longest run."""
+    first_row = torch.searchsorted(row_of, torch.arange(runs, device=row_of.device))
+    slot = torch.arange(len(row_of), device=row_of.device) - first_row[row_of]
+    return slot, (int(slot.max()) + 1 if len(slot) else 1)
+
+
 def apply_head_to_runs(user_vector: torch.Tensor, run_heads: HeadWeights, row_of: torch.Tensor) -> torch.Tensor:
     """:func:`apply_head` where consecutive rows share a head: ``run_heads`` has one head
     per run and ``row_of`` (non-decreasing) maps each row to its run.
@@ -113,12 +120,14 @@ def apply_head_to_runs(user_vector: torch.Tensor, run_heads: HeadWeights, row_of
     Rows are laid out as (runs, longest run, d) so each head multiplies all its rows in
     one batched product, instead of copying a d x d matrix for every row.
     """
-    runs = run_heads.w1.shape[0]
-    first_row = torch.searchsorted(row_of, torch.arange(runs, device=row_of.device))
-    slot = torch.arange(len(row_of), device=row_of.device) - first_row[row_of]
-    longest = int(slot.max()) + 1 if len(slot) else 1
-    padded = user_vector.new_zeros(runs, longest, user_vector.shape[-1])
-    padded = padded.index_put((row_of, slot), user_vector)
-    hidden = torch.tanh(torch.baddbmm(run_heads.b1.unsqueeze(1), padded, run_heads.w1.transpose(1, 2)))
-    out = torch.baddbmm(run_heads.b2.unsqueeze(1), hidden, run_heads.w2.transpose(1, 2))
-    return out[row_of, slot]
+    hidden = torch.tanh(linear_per_run(user_vector, run_heads.w1, run_heads.b1, row_of))
+    return linear_per_run(hidden, run_heads.w2, run_heads.b2, row_of)
+
+
+def linear_per_run(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, row_of: torch.Tensor) -> torch.Tensor:
+    """``x`` (B, in) through the linear layer of its run: ``weight`` (runs, out, in),
+    ``bias`` (runs, out), ``row_of`` (B,) non-decreasing; laid out as (runs, longest run,
+    in) so each run's matrix multiplies all its rows in one batched product."""
+    slot, longest = run_slots(row_of, len(weight))
+    padded = x.new_zeros(len(weight), longest, x.shape[-1]).index_put((row_of, slot), x)
+    return torch.baddbmm(bias.unsqueeze(1), padded, weight.transpose(1, 2))[row_of, slot]

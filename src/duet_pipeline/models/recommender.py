@@ -19,6 +19,7 @@ from duet_pipeline.parameters import Block, parse_block
 
 from .backbones import build_backbone
 from .layers import HeadWeights, StaticHead, TargetTower, apply_head, apply_head_to_runs, item_embedding
+from .personal import PersonalHead, RowInputs, build_personal_head
 from .position import PositionWeights
 from .ppg import ParameterGenerator
 
@@ -36,6 +37,8 @@ class ModelConfig:
     generator: dict[str, Any] | None = None
     position_weights: str = "none"
     position_weights_on_backbone: bool = False
+    # None: no personalised head; else {"name": <registered head>, **its keyword arguments}.
+    personal_head: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,8 +88,11 @@ class Recommender(nn.Module):
         # that vmap over the model turn the shared-history shortcut off.
         self.dedupe_histories = True
         self.position_weights = PositionWeights(config.position_weights, config.max_seq_len)
-        if config.generator is None:
-            self.head: nn.Module = StaticHead(config.dim)
+        if config.personal_head is not None:
+            self.head: nn.Module = build_personal_head(config.personal_head, config.dim, config.max_seq_len,
+                                                       config.num_items)
+        elif config.generator is None:
+            self.head = StaticHead(config.dim)
         else:
             self.head = ParameterGenerator(config.dim, config.max_seq_len, **config.generator)
 
@@ -134,12 +140,9 @@ class Recommender(nn.Module):
         ``torch.func.vmap``, which cannot find runs itself (data-dependent shapes), pass
         runs found beforehand this way.
         """
-        if row_of is not None:
-            distinct = history
-        elif self.dedupe_histories:
-            distinct, row_of = consecutive_runs(history)
-        else:
-            distinct, row_of = history, torch.arange(len(history), device=history.device)
+        distinct, row_of = self._runs(history, row_of)
+        if isinstance(self.head, PersonalHead):
+            return self.personal_score(distinct, target, row_of)
         history_emb, mask = self.embed_history(distinct)
         if self.backbone.uses_target:
             user = self.user_vector(history_emb[row_of], mask[row_of], target)
@@ -156,6 +159,35 @@ class Recommender(nn.Module):
             else:
                 user = apply_head(user, HeadWeights(*(t[row_of] for t in head.tensors())))
         return (user * self.target_tower(self.items(target))).sum(dim=-1)
+
+    def _runs(self, history: torch.Tensor, row_of: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(distinct histories, row -> distinct index) as :meth:`score` describes."""
+        if row_of is not None:
+            return history, row_of
+        if self.dedupe_histories:
+            return consecutive_runs(history)
+        return history, torch.arange(len(history), device=history.device)
+
+    def request(self, history: torch.Tensor) -> dict[str, torch.Tensor]:
+        """A personalised head's cloud half: what it sends for each history window (B, L)."""
+        return self.head.request(history, *self.embed_history(history))
+
+    def personal_score(self, history: torch.Tensor, target: torch.Tensor, row_of: torch.Tensor,
+                       sent: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Logits with a personalised head of rows reading distinct ``history`` (H, L)
+        through ``row_of``. ``sent``: what the cloud sent for each history, the device's
+        half alone (None: the cloud's half computed here too, as in training)."""
+        history_emb, mask = self.embed_history(history)
+        if sent is None:
+            sent = self.head.request(history, history_emb, mask)
+        rows = RowInputs(sent, row_of, history, mask, target, self.items(target))
+        history_emb, rows.target_emb = self.head.gate_embeddings(history_emb, mask, rows)
+        if self.backbone.uses_target:
+            user = self.backbone(history_emb[row_of], mask[row_of], rows.target_emb)
+        else:
+            user = self.backbone(history_emb, mask, None)[row_of]
+        user = self.head(user, rows)
+        return (user * self.target_tower(rows.target_emb)).sum(dim=-1)
 
     def forward(self, history: torch.Tensor, target: torch.Tensor,
                 row_of: torch.Tensor | None = None) -> torch.Tensor:

@@ -6,7 +6,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from duet_pipeline.evaluation.reporting import auc_bar_chart, comparison_markdown, metrics_table
+from duet_pipeline.evaluation.reporting import activity_table, auc_bar_chart, comparison_markdown, metrics_table
 from duet_pipeline.training.tracking import final_metrics
 
 
@@ -37,3 +37,8 @@ def report_comparison(
         logged.update(final_metrics({k: v for k, v in row.items() if pd.notna(v)}, prefix=f"{method}."))
     title = f"{dataset} / {backbone}"
     return comparison_markdown(metrics_table, devices, title), devices, auc_bar_chart(metrics_table, title), logged
+
+
+def report_activity(all_predictions: pd.DataFrame, train_samples: pd.DataFrame) -> pd.DataFrame:
+    """Every method's test metrics per user-activity quartile (train positives per user)."""
+    return activity_table(all_predictions, train_samples["user_id"].to_numpy(), train_samples["label"].to_numpy())

@@ -3,7 +3,7 @@ from kedro.pipeline import Pipeline, node
 
 from ..building import backbone_inputs, bound
 from ..selection import Selection, current
-from .nodes import report_comparison, report_metrics
+from .nodes import report_activity, report_comparison, report_metrics
 
 
 def build(selection: Selection, backbone: str | None = None) -> Pipeline:
@@ -16,6 +16,8 @@ def build(selection: Selection, backbone: str | None = None) -> Pipeline:
                      **{m.key: f"{m.key}_report" for m in selection.methods}},
              outputs=["comparison_markdown", "device_table", "auc_chart", "personalization_mlflow_metrics"],
              name="report_comparison"),
+        node(report_activity, inputs=["all_predictions", "train_samples"], outputs="activity_table",
+             name="report_activity"),
     ])
 
 
