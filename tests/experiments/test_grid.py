@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from duet_pipeline.experiments.grid import apply_overrides, code_version, config_hash, plan_units
-from duet_pipeline.experiments.results import losing_cells, mean_std, quality_table
+from duet_pipeline.experiments.results import losing_cells, mean_std, per_seed_table, quality_table, recorded_runs
 from duet_pipeline.methods import get_method, method_names
 from duet_pipeline.parameters import ParameterError
 
@@ -190,3 +190,20 @@ def test_group_differences_are_paired_by_seed() -> None:
     row = relative_to_base(table, "activity", "auc").iloc[0]
     assert row["duet - base"] == "+0.0100"
     assert row["base auc"] == "0.8800" and row["users"] == 5
+
+
+def test_the_per_seed_record_keeps_the_cells_a_run_did_not_redo(tmp_path):
+    """A fresh machine has no MLflow store: a grid over some cells must keep the record's others."""
+    def cell(method, seed, auc):
+        return {"backbone": "din", "method": method, "seed": seed, "test.auc": auc, "config_hash": f"{method}{seed}",
+                "run_id": f"r-{method}{seed}"}
+    record = pd.DataFrame([cell("base", 0, 0.80), cell("duet", 0, 0.81), cell("duet", 1, 0.82),
+                           cell("no-longer-registered", 0, 0.5)])
+    path = tmp_path / "ml-100k.csv"
+    per_seed_table(record).to_csv(path, index=False)
+    tracked = pd.DataFrame([cell("base", 0, 0.79)])
+    kept = recorded_runs(path, tracked)
+    assert kept[["method", "seed"]].values.tolist() == [["duet", 0], ["duet", 1]]
+    assert kept["test.auc"].tolist() == [0.81, 0.82] and kept["recorded"].all()
+    assert recorded_runs(tmp_path / "absent.csv", tracked).empty
+    assert len(recorded_runs(path, pd.DataFrame())) == 3

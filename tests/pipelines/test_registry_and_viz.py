@@ -53,7 +53,7 @@ def test_one_branch_per_selected_method() -> None:
     assert report.inputs == [f"{get_method(m).key}_predictions" for m in every]
     only = {node.name for node in model_stages(selection(methods=["base", "duet"])).nodes}
     assert only == {"train_base_model", "train_duet_model", "personalize_base", "personalize_duet",
-                    "report_metrics", "report_comparison"}
+                    "report_metrics", "report_comparison", "report_activity"}
 
 
 @pytest.mark.parametrize("warm_start", [False, True])

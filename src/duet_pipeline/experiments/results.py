@@ -283,15 +283,37 @@ def write_section(doc: Path, name: str, markdown: str, header: str = "# Results\
     doc.write_text(text)
 
 
+# Per-seed CSV column -> the runs frame's (MLflow) column.
+PER_SEED_COLUMNS = {
+    "backbone": "backbone", "method": "method", "seed": "seed",
+    **{name: f"test.{mlflow_metric_name(name)}" for name in metric_names()},
+    "best_epoch": "training.best_epoch", "epochs": "training.epochs",
+    "seconds_per_epoch": "training.seconds_per_epoch", "train_rows_per_second": "training.train_rows_per_second",
+    **{f"personalization_{key}": f"personalization.{key}" for key in (
+        "seconds_per_device", "generation_ms_p50_single", "payload_bytes", "device_extra_bytes",
+        "device_ms_per_candidate", "head_reads_candidate")},
+    "wall_seconds": "wall_seconds", "config_hash": "config_hash", "run_id": "run_id",
+}
+CELL = ["backbone", "method", "seed"]
+
+
 def per_seed_table(runs: pd.DataFrame) -> pd.DataFrame:
-    columns = {"backbone": "backbone", "method": "method", "seed": "seed",
-               **{name: f"test.{mlflow_metric_name(name)}" for name in metric_names()}, "best_epoch": "training.best_epoch", "epochs": "training.epochs",
-               "seconds_per_epoch": "training.seconds_per_epoch",
-               "train_rows_per_second": "training.train_rows_per_second",
-               "personalization_seconds_per_device": "personalization.seconds_per_device",
-               "wall_seconds": "wall_seconds", "config_hash": "config_hash", "run_id": "run_id"}
-    present = {k: v for k, v in columns.items() if v in runs.columns}
+    present = {k: v for k, v in PER_SEED_COLUMNS.items() if v in runs.columns}
     return runs[list(present.values())].set_axis(list(present), axis=1)
+
+
+def recorded_runs(path: Path, runs: pd.DataFrame) -> pd.DataFrame:
+    """Cells of the committed per-seed record (``path``) that ``runs`` does not hold, as
+    runs-frame rows marked ``recorded``: a fresh machine has no MLflow store, and a
+    grid over some methods must not drop the others' record."""
+    if not path.exists():
+        return pd.DataFrame()
+    record = pd.read_csv(path).rename(columns=PER_SEED_COLUMNS)
+    record = record[record["method"].isin(method_names())]
+    if not runs.empty:
+        done = pd.MultiIndex.from_frame(runs[CELL])
+        record = record[~pd.MultiIndex.from_frame(record[CELL]).isin(done)]
+    return record.assign(recorded=True)
 
 
 def training_minutes(runs: pd.DataFrame) -> float:
@@ -307,10 +329,15 @@ def write_dataset_results(tracker: GridTracker, units: list[Unit], data: GridDat
                           context: dict[str, Any], reuse_stale: bool = False) -> pd.DataFrame:
     """docs/RESULTS.md section and docs/results/<dataset>.csv for the planned cells."""
     dataset = units[0].dataset
-    runs = planned_runs(tracker, units, reuse_stale)
-    planned = sum(len(u.cells) for u in units)
     folder = doc.parent / "results"
     folder.mkdir(parents=True, exist_ok=True)
+    tracked = planned_runs(tracker, units, reuse_stale)
+    recorded = recorded_runs(folder / f"{dataset}.csv", tracked)
+    runs = pd.concat([tracked, recorded], ignore_index=True) if len(recorded) else tracked
+    if len(runs):
+        order = {m: i for i, m in enumerate(method_names())}
+        runs = runs.sort_values(CELL, key=lambda c: c.map(order) if c.name == "method" else c, ignore_index=True)
+    planned = sum(len(u.cells) for u in units)
     header = [
         f"## {dataset}", "",
         f"- command: {context['command']}",
@@ -320,8 +347,11 @@ def write_dataset_results(tracker: GridTracker, units: list[Unit], data: GridDat
         f"- compute: {training_minutes(runs):.0f} min of training and personalisation summed over the"
         f" finished trainings (wall time with {context['jobs']} at once: about"
         f" {training_minutes(runs) / max(context['jobs'], 1):.0f} min)",
-        f"- cells finished: {len(runs)} of {planned} planned; per-seed values in "
-        f"[results/{dataset}.csv](results/{dataset}.csv)",
+        f"- cells finished: {len(tracked)} of {planned} planned"
+        + (f", and {len(recorded)} more kept from the per-seed record (earlier invocations, possibly"
+           " earlier code; their predictions are not on this machine, so the activity and losing-cell"
+           " breakdowns below read the finished cells only)" if len(recorded) else "")
+        + f"; per-seed values in [results/{dataset}.csv](results/{dataset}.csv)",
     ]
     if runs.empty:
         write_section(doc, dataset, "\n".join(header + ["", "No finished cells yet."]))
@@ -336,8 +366,9 @@ def write_dataset_results(tracker: GridTracker, units: list[Unit], data: GridDat
     devices = device_cost_table(runs)
     if not devices.empty:
         body += ["", devices.to_markdown(index=False, disable_numparse=True)]
-    body += ["", "### By user activity", "", activity_breakdown(tracker, runs, data)]
-    body += ["", "### Where a method does not beat base", "",
-             investigation(tracker, runs, data, dataset, folder, doc.parent)]
+    if not tracked.empty:
+        body += ["", "### By user activity", "", activity_breakdown(tracker, tracked, data)]
+        body += ["", "### Where a method does not beat base", "",
+                 investigation(tracker, tracked, data, dataset, folder, doc.parent)]
     write_section(doc, dataset, "\n".join(body))
     return runs
