@@ -11,16 +11,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import PARAMETERS, backbone_options
 
 from duet_pipeline.methods import get_method
 from duet_pipeline.methods.common import Devices
 from duet_pipeline.methods.dynamic import DynamicOptions
 from duet_pipeline.models.backbones import BACKBONES
 from duet_pipeline.models.personal import PERSONAL_HEADS, RowInputs
-from duet_pipeline.models.recommender import ModelConfig, Recommender, consecutive_runs, model_bundle
+from duet_pipeline.models.recommender import (
+    ModelConfig,
+    Recommender,
+    consecutive_runs,
+    model_bundle,
+)
 from duet_pipeline.training.tensors import SampleTensors
-
-from conftest import PARAMETERS, backbone_options
 
 DIM = 8
 SEQ_LEN = 4

@@ -22,12 +22,23 @@ import torch
 from pydantic import Field
 
 from duet_pipeline.models.personal import PersonalHead
-from duet_pipeline.models.recommender import Recommender, base_model_config, consecutive_runs, load_model, model_bundle
+from duet_pipeline.models.recommender import (
+    Recommender,
+    base_model_config,
+    consecutive_runs,
+    load_model,
+    model_bundle,
+)
 from duet_pipeline.parameters import Block
 from duet_pipeline.training.loop import fit
 from duet_pipeline.training.models import CloudData, EpochCallback, Trained, trained
 
-from .common import Devices, Personalization, device_ms_per_candidate, latency_percentiles
+from .common import (
+    Devices,
+    Personalization,
+    device_ms_per_candidate,
+    latency_percentiles,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from duet_pipeline.training.tensors import SampleTensors
 
 # name -> head class, filled by every subclass of PersonalHead that sets `name`.
-PERSONAL_HEADS: dict[str, type["PersonalHead"]] = {}
+PERSONAL_HEADS: dict[str, type[PersonalHead]] = {}
 
 
 class HistoryEncoder(nn.Module):
@@ -108,7 +108,7 @@ class PersonalHead(nn.Module):
         self.layer1 = nn.Linear(dim, dim)
         self.layer2 = nn.Linear(dim, dim)
 
-    def prepare(self, train: "SampleTensors") -> None:
+    def prepare(self, train: SampleTensors) -> None:
         """Set what the head derives from the training data (buffers) before training."""
 
     def request(self, history: torch.Tensor, history_emb: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:

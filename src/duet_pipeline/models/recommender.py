@@ -1,8 +1,10 @@
 """The recommender: shared item table + backbone + target tower + a head.
 
 Score = <head(u), target_vector>, with u = backbone(history, target). The head is
-either the static head (the base model: one head for every device) or the parameter
-generator (DUET: one head per request, generated from its history). Position weights
+either the static head (the base model: one head for every device), the parameter
+generator (DUET: one head per request, generated from its history) or a personalised
+head of the dynamic-weight family (models/personal.py: the head's layers gated, mixed or
+extended per request). Position weights
 (DUET-PA) scale the history embeddings that enter the generator and, optionally,
 the backbone.
 """
