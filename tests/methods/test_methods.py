@@ -321,6 +321,8 @@ def test_finetune_personalize_report():
     np.testing.assert_allclose(out.scores, want, atol=1e-6)
     assert out.report["devices"] == len(OWN_ROWS)
     assert out.report["loop_seconds_per_device"] > 0
+    assert out.report["payload_bytes"] == 0
+    assert out.report["device_extra_bytes"] == 3 * 4 * sum(p.numel() for p in model.parameters())
 
 
 def test_finetune_options_are_strict():

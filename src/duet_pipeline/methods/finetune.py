@@ -308,5 +308,11 @@ def personalize(bundle: dict[str, Any], devices: Devices, config: FinetuneConfig
             "seconds_per_device": seconds / len(users),
             "devices_per_second": len(users) / seconds,
             "loop_seconds_per_device": loop_seconds,
+            # Nothing is sent per request: the device trains the model it already holds.
+            "payload_bytes": 0.0,
+            # While it trains, the device holds a gradient and Adam's two moments for
+            # every trainable parameter, beyond the model itself.
+            "device_extra_bytes": float(3 * sum(p.numel() * p.element_size() for n, p in model.named_parameters()
+                                                if is_trainable(n, config))),
         },
     )
