@@ -20,7 +20,7 @@ from duet_pipeline.models.personal import Gate, HistoryEncoder, PersonalHead, Ro
 
 from .common import MethodSpec
 from .dynamic import DynamicOptions, needs_base_model, personalize, train
-from .ppnet import HeadGates
+from .ppnet import HeadGates, PPNetHead
 
 __all__ = ["SPEC", "PEPNetHead", "needs_base_model", "personalize", "train"]
 
@@ -31,18 +31,18 @@ class PEPNetOptions(DynamicOptions):
     gate_hidden: int = Field(ge=1)  # hidden width of each gate network (EPNet and PPNet)
 
 
-class PEPNetHead(PersonalHead):
+class PEPNetHead(PPNetHead):
+    """PPNet's head (its request and gated layers) plus EPNet's embedding gate."""
+
     name = "pepnet"
-    reads_candidate = True
 
     def __init__(self, dim: int, max_seq_len: int, num_items: int, *, gate_hidden: int) -> None:
-        super().__init__(dim, max_seq_len, num_items)
+        # PersonalHead's, not PPNet's, constructor: the modules are built in this order
+        # (the embedding gate before the head gates), which fixes their initial values.
+        PersonalHead.__init__(self, dim, max_seq_len, num_items)
         self.encoder = HistoryEncoder(dim)
         self.embedding_gate = Gate(2 * dim, dim, gate_hidden)
         self.gates = HeadGates(dim, gate_hidden)
-
-    def request(self, history, history_emb, mask):
-        return {"prior": self.encoder(history_emb, mask)}
 
     def gate_embeddings(self, history_emb, mask, rows: RowInputs):
         prior = rows.sent["prior"]  # (H, d)
@@ -50,9 +50,6 @@ class PEPNetHead(PersonalHead):
         history_gate = self.embedding_gate(torch.cat([window_prior, history_emb.detach()], dim=-1))
         target_gate = self.embedding_gate(torch.cat([rows.sent_rows("prior"), rows.target_emb.detach()], dim=-1))
         return history_emb * history_gate, rows.target_emb * target_gate
-
-    def forward(self, user: torch.Tensor, rows: RowInputs) -> torch.Tensor:
-        return self.gates(self.layer1, self.layer2, user, rows.sent_rows("prior"), rows.target_emb)
 
 
 SPEC = MethodSpec(
