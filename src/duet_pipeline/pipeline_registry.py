@@ -2,7 +2,8 @@
 
 Stages: ingestion, feature_engineering, umn_training, method_training, personalization,
 evaluation (the model stages built from the ``methods`` parameter). Composed runs:
-``duet`` (the whole flow, default) and ``duet_all`` (every backbone, namespaced).
+``duet`` (the whole flow, default), ``duet_all`` (every backbone, namespaced) and
+``dccl`` (the DCCL loop, one node per stage of every round).
 """
 from __future__ import annotations
 

@@ -23,6 +23,7 @@ from duet_pipeline.methods.finetune import (
     finetune_scores_batched,
     finetune_scores_loop,
     finetune_user,
+    schedule,
     user_steps,
 )
 from duet_pipeline.models.layers import HeadWeights, apply_head
@@ -103,7 +104,7 @@ def direct_scores(model, data: SampleTensors) -> np.ndarray:
 def test_method_registry_declares_every_variant_once():
     assert method_names() == ["base", "finetune", "duet", "duet+swa", "duet-pa-linear", "duet-pa-smooth",
                               "duet-pa-exp", "duet-pa-gaussian", "lhuc", "ppnet", "poso", "pepnet", "m2m", "can",
-                              "apg"]
+                              "apg", "metapatch", "momodistill"]
     assert baseline().name == "base"
     assert get_method("duet+swa").module is duet_method and get_method("duet+swa").key == "duet_swa"
     assert get_method("finetune").spec.reads_own_rows and not get_method("duet").spec.reads_own_rows
@@ -343,7 +344,7 @@ def own_rows_table(users, targets):
 
 
 def steps_of(own: SampleTensors, user: int, config) -> list[torch.Tensor]:
-    return user_steps(RowsByUser(own.user)(user), user, config)
+    return user_steps(RowsByUser(own.user)(user), user, *schedule(config))
 
 
 def test_rows_by_user_equals_a_scan_of_the_column():

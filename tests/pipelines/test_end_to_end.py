@@ -175,3 +175,43 @@ def test_the_dynamic_weight_family_runs_end_to_end(tiny_ml100k: Path) -> None:
     assert activity["method"].unique().tolist() == methods.split()
     assert activity.groupby("method")["users"].sum().eq(40).all()
     assert activity["activity"].str.startswith("Q1").any()
+
+
+def test_the_dccl_pipeline_runs_each_stage_of_each_round_and_logs_the_rounds(tiny_ml100k: Path) -> None:
+    kedro(tiny_ml100k, "run", "--pipeline=dccl", f"--params={TINY},training.max_epochs=1,personalization.dccl.rounds=2,"
+                                                  "personalization.dccl.distill_max_epochs=1,"
+                                                  "personalization.dccl.device.progress=false")
+    models = tiny_ml100k / "data" / "06_models" / "ml-100k" / "din"
+    for r in range(3):
+        assert latest_version(models / f"dccl_round_{r}_cloud_model.pkl").exists()
+        assert latest_version(models / f"dccl_round_{r}_device_model.pkl").exists()
+    for r in (1, 2):
+        assert latest_version(models / f"dccl_round_{r}_distilled_model.pkl").exists()
+    reporting = tiny_ml100k / "data" / "08_reporting" / "ml-100k" / "din"
+    rounds = pd.read_csv(latest_version(reporting / "dccl_rounds_table.csv"))
+    assert rounds["round"].tolist() == [0, 1, 2]
+    for column in ("test_cloud_auc", "test_devices_auc", "val_cloud_auc", "val_devices_ndcg@10"):
+        assert rounds[column].between(0.0, 1.0).all(), column
+    assert (rounds["devices"] == 40).all()
+    with sqlite3.connect(tiny_ml100k / "mlflow.db") as db:
+        steps = db.execute("select step from metrics where key = 'dccl_rounds.test_cloud_auc' order by step").fetchall()
+        distilled = db.execute("select count(*) from metrics where key = 'dccl_round_2.val_auc'").fetchone()[0]
+    assert [s for (s,) in steps] == [0, 1, 2]  # one value per round: a history
+    assert distilled == 1
+
+
+def test_dccl_methods_share_one_training_in_the_duet_pipeline(tiny_ml100k: Path) -> None:
+    kedro(tiny_ml100k, "run", "--pipeline=duet", f"--params={TINY},training.max_epochs=1,methods=base metapatch "
+                                                  "momodistill,personalization.dccl.rounds=1,"
+                                                  "personalization.dccl.distill_max_epochs=1,"
+                                                  "personalization.dccl.device.progress=false")
+    reporting = tiny_ml100k / "data" / "08_reporting" / "ml-100k" / "din"
+    table = pd.read_csv(latest_version(reporting / "metrics_table.csv"))
+    assert table["method"].tolist() == ["base", "metapatch", "momodistill"]
+    devices = pd.read_csv(latest_version(reporting / "device_table.csv")).set_index("method")
+    assert devices.loc["metapatch", "upload_bytes_per_round"] == 8 * 4
+    assert devices.loc["metapatch", "device_extra_bytes"] > devices.loc["momodistill", "device_extra_bytes"] == 0
+    # Round 0's cloud is the base model itself.
+    base_auc = table.set_index("method").loc["base", "auc"]
+    assert devices.loc["momodistill", "round0_auc"] == pytest.approx(base_auc, abs=1e-9)
+    assert len(list((tiny_ml100k / "data" / "06_models" / "ml-100k" / "din" / "dccl_model.pkl").iterdir())) == 1

@@ -46,7 +46,7 @@ def test_one_branch_per_selected_method() -> None:
         method = get_method(name)
         assert f"personalize_{method.key}" in names
         if method.spec.cloud_model == "own":
-            assert f"train_{method.key}_model" in names
+            assert f"train_{method.model_name}_model" in names
     outputs = {node.name: node.outputs for node in stages.nodes}
     assert outputs["personalize_duet_pa_gaussian"] == ["duet_pa_gaussian_predictions", "duet_pa_gaussian_report"]
     report = next(node for node in stages.nodes if node.name == "report_metrics")

@@ -2,7 +2,8 @@
 
 A *cell* is one (dataset, backbone, method, seed) result. Cells that share a trained
 model share a *unit* of work: ``base`` and ``finetune`` both start from the base model,
-so one base training serves both; each DUET variant is its own training.
+so one base training serves both; each DUET variant is its own training; DCCL's
+metapatch and momodistill read one loop.
 """
 from __future__ import annotations
 
@@ -136,11 +137,12 @@ def plan_units(
             if shared:
                 cells = [Cell(dataset, backbone, m, seed) for m in shared]
                 units.append(_unit(params, dataset, backbone, seed, "base", cells, data_version, code))
+    models = {name: get_method(name).model_name for name in own}
     for seed in seeds:
-        for method in own:
+        for model in dict.fromkeys(models.values()):  # variants of one cloud model share its unit
             for backbone in backbones:
-                units.append(_unit(params, dataset, backbone, seed, get_method(method).model_name,
-                                   [Cell(dataset, backbone, method, seed)], data_version, code))
+                cells = [Cell(dataset, backbone, m, seed) for m in own if models[m] == model]
+                units.append(_unit(params, dataset, backbone, seed, model, cells, data_version, code))
     return units
 
 

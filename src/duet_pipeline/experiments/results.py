@@ -88,8 +88,10 @@ def timing_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _trained_model(method: str) -> str:
-    """The cloud model a method's cells use: the shared base model or its own."""
-    return "base" if get_method(method).spec.cloud_model == "base" else method
+    """The cloud model a method's cells use: the shared base model, the model its
+    variant shares (DCCL's 'dccl') or its own."""
+    chosen = get_method(method)
+    return chosen.model_name if chosen.model_name != chosen.key else method
 
 
 def _ms(seconds: pd.Series | None) -> str:
@@ -98,8 +100,9 @@ def _ms(seconds: pd.Series | None) -> str:
 
 def device_cost_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Per backbone, every method with per-device work: its median cost per device over
-    seeds and variants, the payload it sends where it sends one, and its cost relative
-    to the cheapest such method."""
+    seeds and variants (in the cloud, or on the device for methods that train there),
+    the payload it sends where it sends one, what a round of a device-cloud loop moves,
+    and its cost relative to the cheapest such method."""
     rows = []
     column = "personalization.seconds_per_device"
     if column not in runs.columns:
@@ -108,27 +111,37 @@ def device_cost_table(runs: pd.DataFrame) -> pd.DataFrame:
         costs = group.dropna(subset=[column]).groupby("method", sort=False)
         if costs.ngroups < 1:
             continue
-        cheapest = costs[column].median().min()
+        medians = costs[column].median()
+        cheapest = medians[medians > 0].min()
         for method, part in costs:
+            trains = get_method(method).on_device == "trains"
+            cost = part[column].median()
             rows.append({
-                "backbone": backbone, "method": method, "on the device": get_method(method).spec.on_device,
-                "cloud ms/device (batched)": f"{part[column].median() * 1000:.4f}",
+                "backbone": backbone, "method": method, "on the device": get_method(method).on_device,
+                "cloud ms/device (batched)": "" if trains else f"{cost * 1000:.4f}",
                 "cloud single request p50 ms": _median(part, "generation_ms_p50_single", "{:.3f}"),
+                "device training ms/device (batched / alone)": (
+                    f"{cost * 1000:.3f} / {_median(part, 'loop_seconds_per_device', '{:.4f}', 1000)}" if trains else ""),
+                "per round: down / up bytes per device": " / ".join(
+                    value for value in (_median(part, "download_bytes_per_round", "{:,.0f}"),
+                                        _median(part, "upload_bytes_per_round", "{:,.0f}")) if value),
+                "cloud s/round": _median(part, "cloud_seconds_per_round", "{:.1f}"),
                 "payload bytes/device": _median(part, "payload_bytes", "{:,.0f}"),
                 "device extra bytes": _median(part, "device_extra_bytes", "{:,.0f}"),
                 "device ms/candidate": _median(part, "device_ms_per_candidate", "{:.4f}"),
                 "head reads the candidate": {1.0: "yes", 0.0: "no"}.get(
                     part.get("personalization.head_reads_candidate", pd.Series(dtype=float)).median(), ""),
                 "train rows/s": f"{part['training.train_rows_per_second'].median():,.0f}",
-                "cost / cheapest": f"{part[column].median() / cheapest:,.0f}x",
+                "cost / cheapest": f"{cost / cheapest:,.0f}x" if cost > 0 else "-",
             })
     return pd.DataFrame(rows)
 
 
-def _median(part: pd.DataFrame, key: str, form: str) -> str:
-    """The median over seeds of a personalisation report's ``key``, formatted; "" where absent."""
+def _median(part: pd.DataFrame, key: str, form: str, scale: float = 1.0) -> str:
+    """The median over seeds of a personalisation report's ``key`` (times ``scale``),
+    formatted; "" where absent."""
     values = part.get(f"personalization.{key}")
-    return "" if values is None or values.isna().all() else form.format(values.median())
+    return "" if values is None or values.isna().all() else form.format(values.median() * scale)
 
 
 def losing_cells(runs: pd.DataFrame) -> list[tuple[str, str]]:
@@ -290,16 +303,38 @@ PER_SEED_COLUMNS = {
     "best_epoch": "training.best_epoch", "epochs": "training.epochs",
     "seconds_per_epoch": "training.seconds_per_epoch", "train_rows_per_second": "training.train_rows_per_second",
     **{f"personalization_{key}": f"personalization.{key}" for key in (
-        "seconds_per_device", "generation_ms_p50_single", "payload_bytes", "device_extra_bytes",
-        "device_ms_per_candidate", "head_reads_candidate")},
+        "seconds_per_device", "loop_seconds_per_device", "generation_ms_p50_single", "payload_bytes",
+        "device_extra_bytes", "device_ms_per_candidate", "head_reads_candidate", "cloud_seconds_per_round",
+        "download_bytes_per_round", "upload_bytes_per_round")},
     "wall_seconds": "wall_seconds", "config_hash": "config_hash", "run_id": "run_id",
 }
 CELL = ["backbone", "method", "seed"]
 
 
+# A method's metrics per round of a device-cloud loop (DCCL): personalization.round<r>_<metric>.
+ROUND_METRIC = re.compile(r"^personalization\.round(\d+)_(.+)$")
+
+
 def per_seed_table(runs: pd.DataFrame) -> pd.DataFrame:
     present = {k: v for k, v in PER_SEED_COLUMNS.items() if v in runs.columns}
+    present.update({column.replace(".", "_", 1): column for column in runs.columns if ROUND_METRIC.match(column)})
     return runs[list(present.values())].set_axis(list(present), axis=1)
+
+
+def rounds_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Test quality after each round, for methods that report rounds (mean ± std over seeds)."""
+    numbers = sorted({int(ROUND_METRIC.match(c).group(1)) for c in runs.columns if ROUND_METRIC.match(c)})
+    rows = []
+    for (backbone, method), group in runs.groupby(["backbone", "method"], sort=False):
+        for number in numbers:
+            values = {name: group.get(f"personalization.round{number}_{mlflow_metric_name(name)}")
+                      for name in headline_metrics()}
+            values = {name: v.dropna() for name, v in values.items() if v is not None and v.notna().any()}
+            if values:
+                rows.append({"backbone": backbone, "method": method, "round": number,
+                             "seeds": max(len(v) for v in values.values()),
+                             **{name: mean_std(v) for name, v in values.items()}})
+    return pd.DataFrame(rows)
 
 
 def recorded_runs(path: Path, runs: pd.DataFrame) -> pd.DataFrame:
@@ -308,7 +343,9 @@ def recorded_runs(path: Path, runs: pd.DataFrame) -> pd.DataFrame:
     grid over some methods must not drop the others' record."""
     if not path.exists():
         return pd.DataFrame()
-    record = pd.read_csv(path).rename(columns=PER_SEED_COLUMNS)
+    record = pd.read_csv(path)
+    record = record.rename(columns={**PER_SEED_COLUMNS, **{c: c.replace("_", ".", 1) for c in record.columns
+                                                           if c.startswith("personalization_round")}})
     record = record[record["method"].isin(method_names())]
     if not runs.empty:
         done = pd.MultiIndex.from_frame(runs[CELL])
@@ -366,6 +403,10 @@ def write_dataset_results(tracker: GridTracker, units: list[Unit], data: GridDat
     devices = device_cost_table(runs)
     if not devices.empty:
         body += ["", devices.to_markdown(index=False, disable_numparse=True)]
+    rounds = rounds_table(runs)
+    if not rounds.empty:
+        body += ["", "### By round of the device-cloud loop (test; round 0 = before any distillation)", "",
+                 rounds.to_markdown(index=False, disable_numparse=True)]
     if not tracked.empty:
         body += ["", "### By user activity", "", activity_breakdown(tracker, tracked, data)]
         body += ["", "### Where a method does not beat base", "",

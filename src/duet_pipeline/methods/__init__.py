@@ -46,8 +46,16 @@ class Method:
 
     @property
     def model_name(self) -> str:
-        """The cloud model it uses: 'base' (shared) or its own key."""
-        return "base" if self.spec.cloud_model == "base" else self.key
+        """The cloud model it uses: 'base' (shared), the model its variant names (variants
+        read from one training, e.g. DCCL's 'dccl') or its own key."""
+        if self.spec.cloud_model == "base":
+            return "base"
+        return self.variant.get("model", self.key)
+
+    @property
+    def on_device(self) -> str:
+        """What the device does (the spec's, unless the variant says otherwise)."""
+        return self.variant.get("on_device", self.spec.on_device)
 
     def parse_options(self, block: dict[str, Any] | None) -> Block | None:
         """This method's ``personalization.<block>`` parameters, parsed (None: it reads none)."""
@@ -94,15 +102,18 @@ def _discover() -> dict[str, Method]:
 
 def _check_registry(methods: list[Method]) -> None:
     """What the pipelines and reports rely on: one baseline, distinct dataset keys that
-    do not take the base model's, one module per parameter block, an own recipe's functions."""
+    do not take the base model's, one module per parameter block and per cloud model, an
+    own recipe's functions."""
     if sum(m.spec.baseline for m in methods) != 1:
         raise ValueError(f"exactly one method must be the baseline, got {[m.name for m in methods if m.spec.baseline]}")
     keys = [m.key for m in methods]
     if len(set(keys)) != len(keys):
         raise ValueError(f"two methods share a dataset key: {sorted(k for k in keys if keys.count(k) > 1)}")
-    blocks = {}
+    blocks, models = {}, {}
     for method in methods:
         if method.spec.cloud_model == "own":
+            if models.setdefault(method.model_name, method.module) is not method.module:
+                raise ValueError(f"cloud model '{method.model_name}' is trained by two modules")
             if method.key == "base":
                 raise ValueError("a method with its own cloud model cannot be keyed 'base' (the shared base model)")
             missing = [f for f in ("train", "needs_base_model") if not hasattr(method.module, f)]

@@ -24,7 +24,9 @@ class MethodSpec:
     """What a method module declares about itself (as its module-level ``SPEC``).
 
     - ``variants``: every method name the module provides, with the settings that make
-      it (read by the module only), e.g. ``{"duet+swa": {"swa": True, ...}}``.
+      it (read by the module), e.g. ``{"duet+swa": {"swa": True, ...}}``. Two keys are
+      the registry's: ``"model"`` names a cloud model several variants read from one
+      training (DCCL's ``"dccl"``), ``"on_device"`` overrides the spec's for the variant.
     - ``cloud_model``: ``"base"`` = it uses the shared base model as trained by
       umn_training; ``"own"`` = the module's ``train`` is its own cloud recipe.
     - ``on_device``: ``"nothing"`` (the shipped model as is), ``"receives"`` (the cloud

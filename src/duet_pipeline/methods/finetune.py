@@ -63,11 +63,11 @@ SPEC = MethodSpec(
 )
 
 
-def user_steps(user_rows: torch.Tensor, user: int, config: FinetuneConfig) -> list[torch.Tensor]:
+def user_steps(user_rows: torch.Tensor, user: int, epochs: int, batch_size: int, seed: int) -> list[torch.Tensor]:
     """Row indices of each optimiser step of ``user``, whose own rows are ``user_rows``:
-    shuffled per epoch, then batched.
+    shuffled per epoch, then batched (every method that trains on the device).
 
-    The shuffle is seeded by (seed, user, epoch), so a device's fine-tuning does not
+    The shuffle is seeded by (seed, user, epoch), so a device's training does not
     depend on which other devices share its chunk. Each step's rows are then put back
     in table order: the step's mean loss does not depend on the order, and a positive
     and its negatives, which share a history, sit together again, so the model encodes
@@ -75,11 +75,15 @@ def user_steps(user_rows: torch.Tensor, user: int, config: FinetuneConfig) -> li
     """
     rows = user_rows.numpy()
     steps = []
-    for epoch in range(config.epochs):
-        order = rows[np.random.default_rng([config.seed, user, epoch]).permutation(len(rows))]
-        steps += [torch.from_numpy(np.sort(order[i : i + config.batch_size]))
-                  for i in range(0, len(order), config.batch_size)]
+    for epoch in range(epochs):
+        order = rows[np.random.default_rng([seed, user, epoch]).permutation(len(rows))]
+        steps += [torch.from_numpy(np.sort(order[i : i + batch_size])) for i in range(0, len(order), batch_size)]
     return steps
+
+
+def schedule(config: FinetuneConfig) -> tuple[int, int, int]:
+    """(epochs, batch size, seed) of :func:`user_steps`."""
+    return config.epochs, config.batch_size, config.seed
 
 
 def is_trainable(name: str, config: FinetuneConfig) -> bool:
@@ -91,7 +95,7 @@ def finetune_user(model: Recommender, own_rows: SampleTensors, user: int, config
     local = copy.deepcopy(model).eval()
     trainable = [p for n, p in local.named_parameters() if is_trainable(n, config)]
     optimizer = torch.optim.Adam(trainable, lr=config.learning_rate, betas=ADAM_BETAS, eps=ADAM_EPS)
-    for step in user_steps(torch.nonzero(own_rows.user == user).squeeze(1), user, config):
+    for step in user_steps(torch.nonzero(own_rows.user == user).squeeze(1), user, *schedule(config)):
         loss = nn.functional.binary_cross_entropy_with_logits(
             local(own_rows.history[step], own_rows.target[step]), own_rows.label[step]
         )
@@ -193,7 +197,7 @@ class BatchedFinetuner:
         count = len(users)
         rows = [candidate_rows_of(user) for user in users]
         mine = [own_rows_of(user) for user in users]
-        steps = [user_steps(user_rows, user, self.config) for user_rows, user in zip(mine, users)]
+        steps = [user_steps(user_rows, user, *schedule(self.config)) for user_rows, user in zip(mine, users)]
         local = self._local_item_ids(own, candidates, mine, rows)
         params = {n: p.unsqueeze(0).repeat(count, *([1] * p.dim())) for n, p in self.trainable.items()}
         if local is not None:

@@ -146,10 +146,7 @@ class Recommender(nn.Module):
         if isinstance(self.head, PersonalHead):
             return self.personal_score(distinct, target, row_of)
         history_emb, mask = self.embed_history(distinct)
-        if self.backbone.uses_target:
-            user = self.user_vector(history_emb[row_of], mask[row_of], target)
-        else:
-            user = self.user_vector(history_emb, mask, None)[row_of]
+        user = self._row_user_vectors(history_emb, mask, row_of, target)
         if head is not None:
             user = apply_head(user, head)
         else:
@@ -161,6 +158,21 @@ class Recommender(nn.Module):
             else:
                 user = apply_head(user, HeadWeights(*(t[row_of] for t in head.tensors())))
         return (user * self.target_tower(self.items(target))).sum(dim=-1)
+
+    def _row_user_vectors(self, history_emb: torch.Tensor, mask: torch.Tensor, row_of: torch.Tensor,
+                          target: torch.Tensor) -> torch.Tensor:
+        """Each row's user vector (B, d) from the distinct histories' embeddings: target-free
+        backbones encode each distinct history once."""
+        if self.backbone.uses_target:
+            return self.user_vector(history_emb[row_of], mask[row_of], target)
+        return self.user_vector(history_emb, mask, None)[row_of]
+
+    def head_inputs(self, history: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(user vector u, target vector), each (B, d): what the static head reads and what
+        its output is scored against. MetaPatch's patches sit between the two."""
+        distinct, row_of = self._runs(history, None)
+        history_emb, mask = self.embed_history(distinct)
+        return self._row_user_vectors(history_emb, mask, row_of, target), self.target_tower(self.items(target))
 
     def _runs(self, history: torch.Tensor, row_of: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """(distinct histories, row -> distinct index) as :meth:`score` describes."""

@@ -22,6 +22,14 @@ from .tensors import SampleTensors
 # Batches between two checks of the cores' share (a directory listing, ~50 us).
 SHARE_CHECK_BATCHES = 32
 
+# A batch's training loss: (logits, the batch's rows, their row numbers in the table).
+RowLoss = Callable[[torch.Tensor, SampleTensors, torch.Tensor], torch.Tensor]
+
+
+def label_loss(logits: torch.Tensor, batch: SampleTensors, rows: torch.Tensor) -> torch.Tensor:
+    """Every cloud training's loss unless it says otherwise: mean binary cross-entropy."""
+    return nn.functional.binary_cross_entropy_with_logits(logits, batch.label)
+
 
 class TrainingConfig(Block):
     """The ``training`` parameters (PROTOCOL section 4), checked on entry; their
@@ -113,17 +121,18 @@ def train_epoch(
     order: torch.Tensor,
     progress: tqdm | None = None,
     cores: CoreShare | None = None,
+    loss_fn: RowLoss = label_loss,
 ) -> float:
     """One pass over ``train`` in ``order``; returns the mean training loss per row.
     ``cores``: re-check this process's share of the cores every few batches."""
     model.train()
-    loss_fn = nn.BCEWithLogitsLoss()
     total, rows = 0.0, 0
     for number, start in enumerate(range(0, len(train), batch_size)):
         if cores is not None and number % SHARE_CHECK_BATCHES == 0:
             cores.adjust()
-        batch = train.rows(order[start : start + batch_size])
-        loss = loss_fn(model(batch.history, batch.target), batch.label)
+        index = order[start : start + batch_size]
+        batch = train.rows(index)
+        loss = loss_fn(model(batch.history, batch.target), batch, index)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -142,12 +151,14 @@ def fit(
     config: TrainingConfig,
     description: str = "train",
     on_epoch_end: Callable[[dict[str, float]], None] | None = None,
+    loss_fn: RowLoss = label_loss,
 ) -> FitResult:
     """Train ``model`` and return the state of the epoch with the best validation
     ``config.selection_metric`` (highest, or lowest for a lower-is-better metric).
 
     ``on_epoch_end`` receives each epoch's history row (e.g. to report progress from a
-    worker process, where a progress bar cannot be shown).
+    worker process, where a progress bar cannot be shown). ``loss_fn``: the training
+    loss (default: binary cross-entropy with the labels; MoMoDistill adds a KL term).
 
     Stops after ``patience`` epochs without improvement. The returned history has one
     row per epoch: train loss, every validation metric, seconds and rows per second.
@@ -161,7 +172,7 @@ def fit(
     with CoreShare() as cores:
         for epoch in range(1, config.max_epochs + 1):
             record = _fit_epoch(model, optimizer, train, validation, config, groups, generator, cores,
-                                f"{description} epoch {epoch}/{config.max_epochs}")
+                                f"{description} epoch {epoch}/{config.max_epochs}", loss_fn)
             records.append({"epoch": epoch, **record})
             if on_epoch_end is not None:
                 on_epoch_end(records[-1])
@@ -179,12 +190,12 @@ def fit(
 
 def _fit_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, train: SampleTensors, validation: SampleTensors,
                config: TrainingConfig, groups: tuple[torch.Tensor, torch.Tensor], generator: torch.Generator,
-               cores: CoreShare, description: str) -> dict[str, float]:
+               cores: CoreShare, description: str, loss_fn: RowLoss) -> dict[str, float]:
     """One epoch of training and its validation: the epoch's history row (without ``epoch``)."""
     bar = tqdm(total=len(train), desc=description, unit="row", unit_scale=True, disable=not config.progress, leave=True)
     started = time.perf_counter()
     order = shuffled_order(groups, generator)
-    train_loss = train_epoch(model, optimizer, train, config.batch_size, order, bar, cores)
+    train_loss = train_epoch(model, optimizer, train, config.batch_size, order, bar, cores, loss_fn)
     train_seconds = time.perf_counter() - started
     metrics = evaluate(model, validation, config.eval_batch_size)
     bar.set_postfix(loss=f"{train_loss:.4f}", val_auc=f"{metrics['auc']:.4f}")
