@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export KEDRO_DISABLE_TELEMETRY := true
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test viz mlflow-ui benchmark benchmark-kedro-run benchmark-data benchmark-training benchmark-duet benchmark-step benchmark-speed clean-outputs
+.PHONY: run test viz mlflow-ui serve simulate-devices benchmark benchmark-kedro-run benchmark-data benchmark-training benchmark-duet benchmark-step benchmark-speed clean-outputs
 
 DATASET ?= ml-100k
 GRID_ARGS ?=
@@ -35,6 +35,12 @@ viz: $(VENV)/.installed  ## a static build of the pipeline DAG in build/
 
 mlflow-ui: $(VENV)/.installed  ## browse and compare runs at http://127.0.0.1:5000
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+
+serve: $(VENV)/.installed  ## the latest registered head generator on 127.0.0.1:5055 (after `kedro run --pipeline=serving`)
+	$(BIN)/python -m duet_pipeline.serving.serve
+
+simulate-devices: $(VENV)/.installed  ## devices over HTTP against the served generator, ONNX on the device; writes docs/benchmarks.md
+	$(BIN)/python benchmarks/simulate_devices.py $(SIMULATE_ARGS)
 
 benchmark: $(VENV)/.installed  ## the paper's grid on DATASET (resumable); writes docs/RESULTS.md
 	$(BIN)/python benchmarks/grid.py --dataset $(DATASET) $(GRID_ARGS)

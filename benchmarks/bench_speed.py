@@ -21,14 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import BENCHMARKS_DOC, REPO_ROOT, data_dir, machine, project_copy, timed_kedro_run, today, write_section
+from common import REPO_ROOT, data_dir, machine, previous_figures, project_copy, timed_kedro_run, today, write_section
 
 SECTION = "speed"
 TARGETS = {  # measure -> issue 10's target, as text
@@ -125,18 +124,6 @@ def side_by_side(steps: int) -> list[tuple[str, float, float]]:
     return [(f"{b} {m}", s, rate(p)) for (b, m, _), s, p in zip(pairs, solo, together)]
 
 
-def previous_figures() -> dict[str, str]:
-    """measure -> its figure in the current `speed` section, if any."""
-    text = BENCHMARKS_DOC.read_text() if BENCHMARKS_DOC.exists() else ""
-    match = re.search(rf"<!-- BEGIN {SECTION} -->(.*?)<!-- END {SECTION} -->", text, re.S)
-    figures = {}
-    for line in (match.group(1) if match else "").splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 4 and cells[0] not in ("measure", "---"):
-            figures[cells[0]] = cells[2]
-    return figures
-
-
 def kedro_runs() -> dict[str, tuple[str, str]]:
     """The two `kedro run` measures and the fine-tune figures of the default run."""
     rows = {}
@@ -200,7 +187,7 @@ def main() -> None:
         rows.append((f"side by side, {name}", f"{together / solo:.0%} of solo",
                      f"{together:,.0f} vs {solo:,.0f} rows/s solo"))
         print(rows[-1], flush=True)
-    previous = previous_figures()
+    previous = previous_figures(SECTION)
 
     def target(measure: str) -> str:
         return next((t for key, t in TARGETS.items() if measure.startswith(key)), "")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -49,6 +50,19 @@ def today() -> str:
 def write_section(name: str, markdown: str, doc: Path = BENCHMARKS_DOC) -> None:
     """Replace (or append) the section between this benchmark's markers in ``doc``."""
     replace_section(doc, name, markdown, header="# Benchmarks\n")
+
+
+def previous_figures(section: str, doc: Path = BENCHMARKS_DOC) -> dict[str, str]:
+    """measure -> its "this run" figure in ``section``'s table (columns: measure | target |
+    this run | previous run), so a new run can show the previous figures beside its own."""
+    text = doc.read_text() if doc.exists() else ""
+    match = re.search(rf"<!-- BEGIN {section} -->(.*?)<!-- END {section} -->", text, re.S)
+    figures = {}
+    for line in (match.group(1) if match else "").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0] not in ("measure", "---"):
+            figures[cells[0]] = cells[2]
+    return figures
 
 
 def project_copy(root: Path) -> Path:

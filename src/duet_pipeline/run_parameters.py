@@ -16,10 +16,11 @@ from duet_pipeline.methods import METHODS, Method, get_method, method_names, par
 from duet_pipeline.models.backbones import BACKBONES, build_backbone
 from duet_pipeline.models.recommender import ModelParams
 from duet_pipeline.parameters import Block, ParameterError, one_of, parse_block
+from duet_pipeline.serving.config import ServingParams
 from duet_pipeline.training.loop import TrainingConfig
 
 TOP_LEVEL = ("dataset", "raw_data", "features", "backbone", "model", "backbones", "training", "methods",
-             "personalization")
+             "personalization", "serving")
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class Selection:
     methods: tuple[Method, ...]
     options: dict[str, Block | None]  # method name -> its parsed block
     backbone: str
+    serving: ServingParams
 
     @property
     def needs_base_model(self) -> bool:
@@ -52,8 +54,9 @@ def check_parameters(params: dict[str, Any]) -> Selection:
     TrainingConfig.from_params(params["training"])
     methods = check_methods(params["methods"])
     options = check_personalization(params["personalization"])
+    serving = ServingParams.from_params(params["serving"])
     return Selection(tuple(methods), {m.name: options.get(m.spec.block) for m in METHODS.values()},
-                     params["backbone"])
+                     params["backbone"], serving)
 
 
 def check_backbones(backbones: Any, dim: int) -> None:

@@ -180,7 +180,8 @@ class Recommender(nn.Module):
             return history, row_of
         if self.dedupe_histories:
             return consecutive_runs(history)
-        return history, torch.arange(len(history), device=history.device)
+        # shape[0], not len(): the row count stays symbolic under torch.export (ONNX).
+        return history, torch.arange(history.shape[0], device=history.device)
 
     def request(self, history: torch.Tensor) -> dict[str, torch.Tensor]:
         """A personalised head's cloud half: what it sends for each history window (B, L)."""

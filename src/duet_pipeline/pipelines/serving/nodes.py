@@ -1,0 +1,52 @@
+"""Serving nodes: the generator to the MLflow model registry, the device half to ONNX."""
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+
+from duet_pipeline.serving.config import ServingParams
+from duet_pipeline.serving.device import check_device_model, export_device_model
+from duet_pipeline.serving.generator import log_generator
+from duet_pipeline.training.tensors import to_tensors
+
+logger = logging.getLogger(__name__)
+
+
+def publish_head_generator(model_bundle: dict[str, Any], item_index: pd.DataFrame, dataset: str, backbone: str,
+                           serving: dict[str, Any]) -> dict[str, Any]:
+    """Log the head generator as a pyfunc model to this run and register a new version."""
+    params = ServingParams.from_params(serving)
+    if mlflow.active_run() is None:
+        raise RuntimeError("publishing the head generator needs an MLflow run (kedro-mlflow opens one per kedro run)")
+    info = log_generator(model_bundle, item_index, params.registered_model,
+                         {"dataset": dataset, "backbone": backbone, "method": params.method})
+    logger.info("head generator: %s, registered as %s version %s", info.model_uri, params.registered_model,
+                info.registered_model_version)
+    return {"model_uri": info.model_uri, "registered_model": params.registered_model,
+            "version": str(info.registered_model_version), "method": params.method}
+
+
+def export_device_onnx(model_bundle: dict[str, Any]) -> bytes:
+    """The device's static model and head application as ONNX bytes."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "device_model.onnx"
+        export_device_model(model_bundle, path)
+        return path.read_bytes()
+
+
+def check_device_onnx(device_model_onnx: bytes, model_bundle: dict[str, Any], test_samples: pd.DataFrame,
+                      serving: dict[str, Any]) -> dict[str, float]:
+    """The ONNX device model against PyTorch on the test devices: largest score
+    difference, file size and scoring time per device."""
+    params = ServingParams.from_params(serving)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "device_model.onnx"
+        path.write_bytes(device_model_onnx)
+        report = check_device_model(path, model_bundle, to_tensors(test_samples), params.check_devices)
+    logger.info("ONNX device model: %s", ", ".join(f"{k}={v:.4g}" for k, v in report.items()))
+    return report

@@ -1,0 +1,126 @@
+"""The head generator as an MLflow pyfunc model: raw item ids in, each request's head out.
+
+Input: a frame with one column ``history``, one request per row, each a list of raw
+MovieLens item ids, most recent last (:mod:`.requests` says what happens to anything
+else). Output, per request: ``head`` (the generated head's w1, b1, w2, b2 flattened,
+float32, 2 d^2 + 2 d values), ``unknown_items``, ``truncated``, ``cold_start`` and
+``model_version`` (a digest of the weights; the registry maps it to its run).
+
+``mlflow models serve`` answers a request the policy refuses with 400 and the message,
+and keeps serving: the model holds no state that a request changes.
+"""
+from __future__ import annotations
+
+import hashlib
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import torch
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.types import ColSpec, DataType, Schema
+from mlflow.types.schema import Array
+
+from duet_pipeline.models.layers import HeadWeights
+from duet_pipeline.models.recommender import Recommender, load_model
+
+from .requests import RequestError, parse_histories
+
+SIGNATURE = ModelSignature(
+    inputs=Schema([ColSpec(Array(DataType.long), "history")]),
+    outputs=Schema([ColSpec(Array(DataType.float), "head"), ColSpec(DataType.long, "unknown_items"),
+                    ColSpec(DataType.long, "truncated"), ColSpec(DataType.long, "cold_start"),
+                    ColSpec(DataType.string, "model_version")]),
+)
+
+
+def weights_digest(bundle: dict[str, Any]) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(bundle["state_dict"].items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:12]
+
+
+def flat_heads(heads: HeadWeights) -> np.ndarray:
+    """Per-request heads (B, ...) -> (B, 2 d^2 + 2 d) float32: w1, b1, w2, b2 in order."""
+    return torch.cat([t.reshape(len(heads.w1), -1) for t in heads.tensors()], dim=1).numpy().astype(np.float32)
+
+
+def unflatten_head(flat: np.ndarray, dim: int) -> tuple[np.ndarray, ...]:
+    """One flattened head -> (w1, b1, w2, b2)."""
+    flat = np.asarray(flat, dtype=np.float32)
+    sizes = [dim * dim, dim, dim * dim, dim]
+    w1, b1, w2, b2 = np.split(flat, np.cumsum(sizes)[:-1])
+    return w1.reshape(dim, dim), b1, w2.reshape(dim, dim), b2
+
+
+class HeadGenerator(mlflow.pyfunc.PythonModel):
+    """The cloud half of DUET: histories -> heads, with the static head for cold starts."""
+
+    def load_context(self, context: Any) -> None:
+        with open(context.artifacts["model"], "rb") as file:
+            bundle = pickle.load(file)
+        index = pd.read_parquet(context.artifacts["item_index"])
+        self.setup(load_model(bundle), index, (context.model_config or {}).get("version", weights_digest(bundle)))
+
+    def setup(self, model: Recommender, item_index: pd.DataFrame, version: str) -> None:
+        if not model.generates_heads:
+            raise ValueError("the head generator needs a model that generates heads (a DUET variant)")
+        self.model, self.version = model.eval(), version
+        self.item_index = dict(zip(item_index["raw_item_id"].tolist(), item_index["item_index"].tolist()))
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        try:
+            if not isinstance(model_input, pd.DataFrame) or "history" not in model_input.columns:
+                raise RequestError("the request must have one column 'history' (a list of item ids per request)")
+            parsed = parse_histories(model_input["history"].tolist(), self.item_index, self.model.config.max_seq_len)
+        except RequestError as error:
+            raise MlflowException(str(error), error_code=INVALID_PARAMETER_VALUE) from None
+        return self.answer(parsed)
+
+    @torch.inference_mode()
+    def answer(self, parsed: Any) -> pd.DataFrame:
+        heads = flat_heads(self.model.head_weights(torch.from_numpy(parsed.history)))
+        cold = parsed.cold_start.astype(bool)
+        if cold.any():
+            static = self.model.head.static_head.weights()
+            heads[cold] = flat_heads(HeadWeights(*(t.unsqueeze(0) for t in static.tensors())))
+        return pd.DataFrame({"head": list(heads), "unknown_items": parsed.unknown_items, "truncated": parsed.truncated,
+                             "cold_start": parsed.cold_start, "model_version": self.version})
+
+
+def log_generator(bundle: dict[str, Any], item_index: pd.DataFrame, registered_name: str | None,
+                  tags: dict[str, str]) -> Any:
+    """Log the generator to the active MLflow run as a pyfunc model (signature, input
+    example) and, with ``registered_name``, register it as a new version tagged ``tags``."""
+    version = weights_digest(bundle)
+    with tempfile.TemporaryDirectory() as folder:
+        model_path, index_path = Path(folder) / "model.pkl", Path(folder) / "item_index.parquet"
+        model_path.write_bytes(pickle.dumps(bundle))
+        item_index.to_parquet(index_path, index=False)
+        example = pd.DataFrame({"history": [item_index["raw_item_id"].head(5).tolist()]})
+        info = mlflow.pyfunc.log_model(
+            name="head_generator", python_model=HeadGenerator(), signature=SIGNATURE, input_example=example,
+            artifacts={"model": str(model_path), "item_index": str(index_path)}, model_config={"version": version},
+            registered_model_name=registered_name, pip_requirements=_requirements(),
+        )
+    if registered_name is not None and info.registered_model_version is not None:
+        client = mlflow.MlflowClient()
+        for key, value in {**tags, "weights": version}.items():
+            client.set_model_version_tag(registered_name, str(info.registered_model_version), key, value)
+    return info
+
+
+def _requirements() -> list[str]:
+    """What the served model imports: this package and its pinned stack (the local
+    environment provides them; listed so the model says what it needs)."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("mlflow", "torch", "pandas", "pyarrow")] + ["duet_pipeline"]

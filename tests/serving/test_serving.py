@@ -1,0 +1,175 @@
+"""The device-cloud loop's two halves: the request policy, the pyfunc head generator
+against the in-process one, the ONNX device model against PyTorch, and one real
+``mlflow models serve`` round trip with every kind of bad request."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import backbone_options, project_env
+
+from duet_pipeline.models.backbones import BACKBONES
+from duet_pipeline.models.layers import HeadWeights
+from duet_pipeline.models.recommender import ModelConfig, Recommender, model_bundle
+from duet_pipeline.serving.device import OnnxDevice, check_device_model, export_device_model
+from duet_pipeline.serving.generator import HeadGenerator, flat_heads, log_generator, unflatten_head
+from duet_pipeline.serving.requests import RequestError, parse_histories
+from duet_pipeline.serving.serve import serve_command, serve_env
+from duet_pipeline.training.tensors import SampleTensors
+
+DIM, SEQ_LEN, NUM_ITEMS = 8, 5, 30
+RAW = {1000 + i: i for i in range(1, NUM_ITEMS + 1)}  # raw MovieLens id -> item index
+ITEM_INDEX = pd.DataFrame({"raw_item_id": list(RAW), "item_index": list(RAW.values())})
+HEAD_FLOATS = 2 * DIM * DIM + 2 * DIM
+
+pytestmark = pytest.mark.usefixtures("light_torch")
+
+
+def duet_bundle(backbone: str = "gru4rec") -> dict:
+    torch.manual_seed(2)
+    options = backbone_options(backbone, **({"num_heads": 2} if backbone == "sasrec" else {}))
+    model = Recommender(ModelConfig(NUM_ITEMS, SEQ_LEN, backbone, dim=DIM, backbone_options=options,
+                                    generator={"generator_hidden": 16, "num_generators": 2, "temperature": 1.0,
+                                               "deviation_init_scale": 0.5}))
+    return model_bundle(model, "duet+swa")
+
+
+def test_the_request_policy():
+    parsed = parse_histories([[1001, 1002], [1003, 99, 1004], list(range(1001, 1009)), [], [99, 98]], RAW, SEQ_LEN)
+    assert parsed.history.tolist()[0] == [0, 0, 0, 1, 2]
+    assert parsed.history.tolist()[1] == [0, 0, 0, 3, 4] and parsed.unknown_items.tolist() == [0, 1, 0, 0, 2]
+    assert parsed.history.tolist()[2] == [4, 5, 6, 7, 8] and parsed.truncated.tolist() == [0, 0, 3, 0, 0]
+    assert parsed.cold_start.tolist() == [0, 0, 0, 1, 1]
+    for bad, found in [("1001", "str"), ([1.5], "1.5"), ([[1001]], "[1001]"), (None, "NoneType"), ([True], "True")]:
+        with pytest.raises(RequestError, match=rf"request 1: history must .*{found}"):
+            parse_histories([[1001], bad], RAW, SEQ_LEN)
+    with pytest.raises(RequestError, match="no requests"):
+        parse_histories([], RAW, SEQ_LEN)
+
+
+def test_the_pyfunc_generator_equals_the_in_process_one(tmp_path):
+    bundle = duet_bundle()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        with mlflow.start_run():
+            info = log_generator(bundle, ITEM_INDEX, "duet-head-generator", {"dataset": "toy", "backbone": "gru4rec"})
+        served = mlflow.pyfunc.load_model(info.model_uri)
+        histories = [[1001, 1002, 1003], [1005], [1004, 1010, 1007, 1008, 1009, 1011], []]
+        answer = served.predict(pd.DataFrame({"history": histories}))
+        version = mlflow.MlflowClient().get_model_version("duet-head-generator", "1")
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert version.tags["backbone"] == "gru4rec" and version.tags["weights"] == answer["model_version"][0]
+    reference = HeadGenerator()
+    reference.setup(Recommender(ModelConfig(**bundle["config"])), ITEM_INDEX, "x")
+    reference.model.load_state_dict(bundle["state_dict"])
+    parsed = parse_histories(histories, RAW, SEQ_LEN)
+    with torch.no_grad():
+        expected = flat_heads(reference.model.head_weights(torch.from_numpy(parsed.history)))
+        static = flat_heads(HeadWeights(*(t.unsqueeze(0) for t in reference.model.head.static_head.weights().tensors())))
+    heads = np.stack(answer["head"].tolist())
+    assert heads.shape == (4, HEAD_FLOATS) and heads.dtype == np.float32
+    np.testing.assert_allclose(heads[:3], expected[:3], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(heads[3], static[0], rtol=1e-6, atol=1e-7)  # empty history: the static head
+    assert answer["truncated"].tolist() == [0, 0, 1, 0] and answer["cold_start"].tolist() == [0, 0, 0, 1]
+
+
+def candidates_table(users: int = 4, per_user: int = 6) -> SampleTensors:
+    rng = np.random.default_rng(0)
+    history = np.zeros((users, SEQ_LEN), dtype=np.int64)
+    for u in range(users):
+        length = int(rng.integers(1, SEQ_LEN + 1))
+        history[u, SEQ_LEN - length:] = rng.choice(np.arange(1, NUM_ITEMS + 1), size=length, replace=False)
+    n = users * per_user
+    return SampleTensors(torch.arange(n) // per_user, torch.from_numpy(np.repeat(history, per_user, axis=0)),
+                         torch.from_numpy(rng.integers(1, NUM_ITEMS + 1, size=n)),
+                         torch.from_numpy((np.arange(n) % per_user == 0).astype(np.float32)))
+
+
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+def test_the_onnx_device_model_scores_as_pytorch(backbone, tmp_path):
+    bundle = duet_bundle(backbone)
+    path = tmp_path / "device.onnx"
+    size = export_device_model(bundle, path)
+    report = check_device_model(path, bundle, candidates_table())
+    assert report["max_abs_difference"] < 1e-5 and report["devices"] == 4 and report["onnx_bytes"] == size
+    # Any number of candidates (the candidate axis is dynamic), and a received head used as sent.
+    flat = np.linspace(-0.5, 0.5, HEAD_FLOATS, dtype=np.float32)
+    scores = OnnxDevice(path).score(np.array([0, 0, 3, 4, 5]), np.arange(1, 12), unflatten_head(flat, DIM))
+    assert scores.shape == (11,) and np.isfinite(scores).all()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def post(url: str, body: bytes, content_type: str = "application/json") -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+def records(*histories) -> bytes:
+    return json.dumps({"dataframe_records": [{"history": h} for h in histories]}).encode()
+
+
+def test_a_real_server_answers_and_refuses_bad_requests(tmp_path):
+    bundle = duet_bundle()
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(tracking)
+    try:
+        with mlflow.start_run():
+            info = log_generator(bundle, ITEM_INDEX, None, {})
+    finally:
+        mlflow.set_tracking_uri(None)
+    port = free_port()
+    env = serve_env({**project_env(tmp_path), "MLFLOW_TRACKING_URI": tracking, "OMP_NUM_THREADS": "1"})
+    server = subprocess.Popen(serve_command(info.model_uri, "127.0.0.1", port), env=env, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/ping", timeout=2):
+                    break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "the server did not come up"
+                time.sleep(0.5)
+        status, good = post(f"{url}/invocations", records([1001, 1002, 99]))
+        assert status == 200
+        answer = good["predictions"][0]
+        assert len(answer["head"]) == HEAD_FLOATS and answer["unknown_items"] == 1
+        bad = [b"", b"{not json", records("1001"), records([1.5, 2]), records([[1001]]),
+               json.dumps({"dataframe_records": [{"items": [1001]}]}).encode()]
+        for body in bad:
+            status, refused = post(f"{url}/invocations", body)
+            assert 400 <= status < 500, (body, status, refused)
+            assert refused.get("message"), body
+        _, long = post(f"{url}/invocations", records(list(range(1001, 1001 + SEQ_LEN + 3))))
+        assert long["predictions"][0]["truncated"] == 3
+        _, empty = post(f"{url}/invocations", records([]))
+        assert empty["predictions"][0]["cold_start"] == 1
+        # Still serving, and the same answer as before the bad requests.
+        status, again = post(f"{url}/invocations", records([1001, 1002, 99]))
+        assert status == 200 and again == good
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
