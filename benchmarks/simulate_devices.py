@@ -44,7 +44,7 @@ from duet_pipeline.models.recommender import load_model
 from duet_pipeline.project import load_parameters
 from duet_pipeline.serving.config import ServingParams
 from duet_pipeline.serving.device import OnnxDevice
-from duet_pipeline.serving.generator import unflatten_head
+from duet_pipeline.serving.generator import decode_head, unflatten_head
 from duet_pipeline.serving.serve import TRACKING_URI, latest_model_uri, serve_command, serve_env
 from duet_pipeline.training.loop import predict
 from duet_pipeline.training.tensors import RowsByUser, to_tensors
@@ -104,7 +104,7 @@ def start_server(serving: ServingParams, url: str) -> subprocess.Popen | None:
     if answering(url):
         return None
     env = serve_env({**os.environ, "MLFLOW_TRACKING_URI": TRACKING_URI})
-    command = serve_command(latest_model_uri(serving.registered_model), serving.host, serving.port)
+    command = serve_command(latest_model_uri(serving.registered_model), serving.host, serving.port, serving.workers)
     server = subprocess.Popen(command, cwd=REPO_ROOT, env=env, start_new_session=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
@@ -146,7 +146,7 @@ def auc_check(url: str, data: dict, devices: int) -> tuple[dict[str, float], lis
         if status != 200:
             errors += 1
             continue
-        head = answer["predictions"][0]["head"]
+        head = decode_head(answer["predictions"][0]["head"])
         payload = len(head) * 4
         rows = rows_of(user)
         started = time.perf_counter()
@@ -198,10 +198,11 @@ def main() -> None:
         if server is not None:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
-    report(args, tags, check, levels)
+    report(args, tags, serving, check, levels)
 
 
-def report(args: argparse.Namespace, tags: dict[str, str], check: dict[str, float], levels: dict[int, dict]) -> None:
+def report(args: argparse.Namespace, tags: dict[str, str], serving: ServingParams, check: dict[str, float],
+           levels: dict[int, dict]) -> None:
     errors = check["auc_errors"] + sum(level["errors"] for level in levels.values())
     rows = [("AUC, over HTTP + ONNX vs in-process",
              f"{check['auc_served']:.6f} vs {check['auc_in_process']:.6f} ({check['devices']:.0f} devices)")]
@@ -220,7 +221,7 @@ def report(args: argparse.Namespace, tags: dict[str, str], check: dict[str, floa
     write_section(SECTION, "\n".join([
         "## Device simulator (issue 13)", "",
         f"Command: `{command}` (`make simulate-devices`). Served model: registered `{tags.get('method')}` on "
-        f"{tags.get('dataset')} / {tags.get('backbone')}, `mlflow models serve` on 127.0.0.1 (one worker). "
+        f"{tags.get('dataset')} / {tags.get('backbone')}, `mlflow models serve` on 127.0.0.1 ({serving.workers} workers). "
         f"Machine: {machine()}. Date: {today()}.", "", *table]))
     mlflow.set_tracking_uri(TRACKING_URI)
     mlflow.set_experiment("device_simulator")

@@ -24,7 +24,7 @@ from duet_pipeline.models.backbones import BACKBONES
 from duet_pipeline.models.layers import HeadWeights
 from duet_pipeline.models.recommender import ModelConfig, Recommender, model_bundle
 from duet_pipeline.serving.device import OnnxDevice, check_device_model, export_device_model
-from duet_pipeline.serving.generator import HeadGenerator, flat_heads, log_generator, unflatten_head
+from duet_pipeline.serving.generator import HeadGenerator, decode_head, flat_heads, log_generator, unflatten_head
 from duet_pipeline.serving.requests import RequestError, parse_histories
 from duet_pipeline.serving.serve import serve_command, serve_env
 from duet_pipeline.training.tensors import SampleTensors
@@ -79,7 +79,7 @@ def test_the_pyfunc_generator_equals_the_in_process_one(tmp_path):
     with torch.no_grad():
         expected = flat_heads(reference.model.head_weights(torch.from_numpy(parsed.history)))
         static = flat_heads(HeadWeights(*(t.unsqueeze(0) for t in reference.model.head.static_head.weights().tensors())))
-    heads = np.stack(answer["head"].tolist())
+    heads = np.stack([decode_head(h) for h in answer["head"]])
     assert heads.shape == (4, HEAD_FLOATS) and heads.dtype == np.float32
     np.testing.assert_allclose(heads[:3], expected[:3], rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(heads[3], static[0], rtol=1e-6, atol=1e-7)  # empty history: the static head
@@ -156,7 +156,7 @@ def test_a_real_server_answers_and_refuses_bad_requests(tmp_path):
         status, good = post(f"{url}/invocations", records([1001, 1002, 99]))
         assert status == 200
         answer = good["predictions"][0]
-        assert len(answer["head"]) == HEAD_FLOATS and answer["unknown_items"] == 1
+        assert len(decode_head(answer["head"])) == HEAD_FLOATS and answer["unknown_items"] == 1
         bad = [b"", b"{not json", records("1001"), records([1.5, 2]), records([[1001]]),
                json.dumps({"dataframe_records": [{"items": [1001]}]}).encode()]
         for body in bad:

@@ -18,6 +18,7 @@ class ServingParams(Block):
     registered_model: str = Field(min_length=1)
     host: str = Field(min_length=1)
     port: int = Field(ge=1, le=65535)
+    workers: int = Field(ge=1)  # server processes (one thread each)
     check_devices: int = Field(ge=0)  # 0: every test device
 
     @field_validator("method")

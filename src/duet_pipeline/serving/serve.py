@@ -18,9 +18,10 @@ from .config import ServingParams
 TRACKING_URI = "sqlite:///mlflow.db"
 
 
-def serve_command(model_uri: str, host: str, port: int) -> list[str]:
+def serve_command(model_uri: str, host: str, port: int, workers: int = 1) -> list[str]:
     mlflow = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
-    return [mlflow, "models", "serve", "-m", model_uri, "--env-manager", "local", "-h", host, "-p", str(port)]
+    return [mlflow, "models", "serve", "-m", model_uri, "--env-manager", "local", "-h", host, "-p", str(port),
+            "--workers", str(workers)]
 
 
 def serve_env(env: dict[str, str]) -> dict[str, str]:
@@ -36,7 +37,7 @@ def latest_model_uri(registered_model: str) -> str:
 def main() -> None:
     params = ServingParams.from_params(load_parameters(Path.cwd())["serving"])
     env = serve_env({"MLFLOW_TRACKING_URI": TRACKING_URI, **os.environ})
-    command = serve_command(latest_model_uri(params.registered_model), params.host, params.port)
+    command = serve_command(latest_model_uri(params.registered_model), params.host, params.port, params.workers)
     print(" ".join(command), flush=True)
     os.execve(command[0], command, env)
 
