@@ -1,9 +1,11 @@
 """Tiny end-to-end ``kedro run``s of the real project configuration."""
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -215,3 +217,18 @@ def test_dccl_methods_share_one_training_in_the_duet_pipeline(tiny_ml100k: Path)
     base_auc = table.set_index("method").loc["base", "auc"]
     assert devices.loc["momodistill", "round0_auc"] == pytest.approx(base_auc, abs=1e-9)
     assert len(list((tiny_ml100k / "data" / "06_models" / "ml-100k" / "din" / "dccl_model.pkl").iterdir())) == 1
+
+
+def test_the_serving_pipeline_registers_the_generator_and_exports_the_device_model(tiny_ml100k: Path) -> None:
+    kedro(tiny_ml100k, "run", "--pipeline=duet", f"--params={TINY},training.max_epochs=1,methods=duet+swa")
+    kedro(tiny_ml100k, "run", "--pipeline=serving", "--params=dataset=ml-100k")
+    reporting = tiny_ml100k / "data" / "08_reporting" / "ml-100k" / "din"
+    device = json.loads(latest_version(reporting / "device_model_report.json").read_text())
+    assert device["max_abs_difference"] < 1e-5 and device["devices"] == 40
+    onnx = latest_version(tiny_ml100k / "data" / "06_models" / "ml-100k" / "din" / "device_model.onnx")
+    assert onnx.stat().st_size == device["onnx_bytes"]
+    published = json.loads(latest_version(reporting / "head_generator_report.json").read_text())
+    assert published["registered_model"] == "duet-head-generator" and published["version"] == "1"
+    client = mlflow.MlflowClient(f"sqlite:///{tiny_ml100k / 'mlflow.db'}")
+    version = client.get_model_version("duet-head-generator", "1")
+    assert version.tags["dataset"] == "ml-100k" and version.tags["method"] == "duet+swa"
