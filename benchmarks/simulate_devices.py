@@ -41,7 +41,7 @@ import numpy as np
 from common import REPO_ROOT, machine, previous_figures, today, write_section
 
 from duet_pipeline.evaluation.metrics import compute_metrics
-from duet_pipeline.methods.common import Devices
+from duet_pipeline.methods.common import Devices, spread_evenly
 from duet_pipeline.models.recommender import load_model
 from duet_pipeline.project import load_parameters
 from duet_pipeline.serving.config import ServingParams
@@ -139,7 +139,7 @@ def auc_check(url: str, data: dict, devices: int) -> tuple[dict[str, float], lis
     test = to_tensors(data["test"])
     users, windows = Devices(test).current_histories()
     if devices:
-        chosen = np.linspace(0, len(users) - 1, min(devices, len(users))).astype(int)
+        chosen = spread_evenly(devices, len(users))
         users, windows = users[chosen], windows[chosen]
     test = test.for_users(users)
     raw_of = dict(zip(data["item_index"]["item_index"], data["item_index"]["raw_item_id"]))

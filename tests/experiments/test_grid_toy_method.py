@@ -12,17 +12,26 @@ from conftest import REPO_ROOT, add_toy_method, make_project_copy, project_env
 from duet_pipeline.data.synthetic import generate_ratings, write_ratings
 
 
-def test_toy_method_as_a_one_cell_grid(tmp_path: Path) -> None:
+def grid_in_project_copy(tmp_path: Path, *args: str,
+                         toy_method: bool = False) -> tuple[Path, subprocess.CompletedProcess]:
+    """A project copy with generated ml-100k-shaped data (and the toy method), and
+    benchmarks/grid.py run in it with ``args``, one job, one thread."""
     root = make_project_copy(tmp_path / "project")
     write_ratings(generate_ratings(num_users=40, num_items=300, num_rows=1_200, seed=5),
                   root / "data" / "01_raw" / "ml-100k", "ml-100k")
-    add_toy_method(root)
+    if toy_method:
+        add_toy_method(root)
     result = subprocess.run(
         [sys.executable, str(REPO_ROOT / "benchmarks" / "grid.py"), "--project", str(root), "--dataset", "ml-100k",
-         "--backbones", "din", "--methods", "popularity", "--seeds", "0", "--jobs", "1"],
+         "--seeds", "0", "--jobs", "1", *args],
         cwd=root, env={**project_env(root), "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return root, result
+
+
+def test_toy_method_as_a_one_cell_grid(tmp_path: Path) -> None:
+    root, result = grid_in_project_copy(tmp_path, "--backbones", "din", "--methods", "popularity", toy_method=True)
     assert "ml-100k: 1 cells in 1 trainings" in result.stdout
     client = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("duet_grid").experiment_id])
@@ -34,16 +43,8 @@ def test_toy_method_as_a_one_cell_grid(tmp_path: Path) -> None:
 
 
 def test_a_dynamic_weight_method_as_a_one_cell_grid(tmp_path: Path) -> None:
-    root = make_project_copy(tmp_path / "project")
-    write_ratings(generate_ratings(num_users=40, num_items=300, num_rows=1_200, seed=5),
-                  root / "data" / "01_raw" / "ml-100k", "ml-100k")
-    result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "benchmarks" / "grid.py"), "--project", str(root), "--dataset", "ml-100k",
-         "--backbones", "gru4rec", "--methods", "base,ppnet", "--seeds", "0", "--jobs", "1",
-         "--params", "training.max_epochs=1,personalization.finetune.loop_devices=2"],
-        cwd=root, env={**project_env(root), "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600,
-    )
-    assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    root, _ = grid_in_project_copy(tmp_path, "--backbones", "gru4rec", "--methods", "base,ppnet",
+                                   "--params", "training.max_epochs=1,personalization.finetune.loop_devices=2")
     client = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
     runs = {r.data.tags["method"]: r for r in client.search_runs([client.get_experiment_by_name("duet_grid").experiment_id])}
     assert set(runs) == {"base", "ppnet"}
@@ -54,16 +55,9 @@ def test_a_dynamic_weight_method_as_a_one_cell_grid(tmp_path: Path) -> None:
 
 
 def test_dccl_as_one_grid_unit_with_both_of_its_cells(tmp_path: Path) -> None:
-    root = make_project_copy(tmp_path / "project")
-    write_ratings(generate_ratings(num_users=40, num_items=300, num_rows=1_200, seed=5),
-                  root / "data" / "01_raw" / "ml-100k", "ml-100k")
-    result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "benchmarks" / "grid.py"), "--project", str(root), "--dataset", "ml-100k",
-         "--backbones", "sasrec", "--methods", "metapatch,momodistill", "--seeds", "0", "--jobs", "1",
-         "--params", "training.max_epochs=1,personalization.dccl.rounds=1,personalization.dccl.distill_max_epochs=1"],
-        cwd=root, env={**project_env(root), "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600,
-    )
-    assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    root, result = grid_in_project_copy(
+        tmp_path, "--backbones", "sasrec", "--methods", "metapatch,momodistill",
+        "--params", "training.max_epochs=1,personalization.dccl.rounds=1,personalization.dccl.distill_max_epochs=1")
     assert "ml-100k: 2 cells in 1 trainings" in result.stdout
     client = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
     runs = {r.data.tags["method"]: r for r in client.search_runs([client.get_experiment_by_name("duet_grid").experiment_id])}

@@ -13,7 +13,8 @@ from duet_pipeline.training.models import CloudData, Trained
 from duet_pipeline.training.tensors import SampleTensors
 
 __all__ = ["CloudData", "Devices", "MethodSpec", "Personalization", "References", "Trained",
-           "device_ms_per_candidate", "latency_percentiles"]
+           "device_ms_per_candidate", "latency_percentiles",
+           "spread_evenly"]
 
 # AUC references (PROTOCOL section 6): variant -> dataset -> backbone -> test AUC.
 References = dict[str, dict[str, dict[str, float]]]
@@ -90,6 +91,12 @@ def latency_percentiles(call: Callable[[], object], repeats: int) -> dict[str, f
         call()
         times.append((time.perf_counter() - started) * 1000)
     return {"p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99))}
+
+
+def spread_evenly(count: int, total: int) -> np.ndarray:
+    """Positions of ``count`` of ``total`` items spread evenly over them (at most ``total``):
+    the devices a cost or a check is measured on stand for all of them."""
+    return np.linspace(0, total - 1, min(count, total)).astype(int)
 
 
 def device_ms_per_candidate(score_device: Callable[[int], int], devices: int) -> float:

@@ -44,7 +44,7 @@ from duet_pipeline.training.loop import TrainingConfig, fit, predict
 from duet_pipeline.training.models import CloudData, EpochCallback, Trained
 from duet_pipeline.training.tensors import RowsByUser, SampleTensors
 
-from .common import Devices, MethodSpec, Personalization, device_ms_per_candidate
+from .common import Devices, MethodSpec, Personalization, device_ms_per_candidate, spread_evenly
 from .finetune import ADAM_BETAS, ADAM_EPS, user_steps
 
 # Rows whose user vectors are computed, or devices scored, in one call (bounds memory).
@@ -140,7 +140,7 @@ def device_round(cloud: dict[str, Any], own: SampleTensors, options: DcclOptions
     started = time.perf_counter()
     metapatches = train_metapatches(model, patch, own, start, options)
     seconds = time.perf_counter() - started
-    probe = users[np.linspace(0, len(users) - 1, min(options.device.loop_devices, len(users))).astype(int)]
+    probe = users[spread_evenly(options.device.loop_devices, len(users))]
     started = time.perf_counter()
     for user in probe.tolist():
         train_metapatch_alone(model, patch, own, user, start[user], options)
@@ -287,11 +287,16 @@ def device_scores(model: Recommender, patch: MetaPatch, metapatches: torch.Tenso
     return scores.numpy()
 
 
-def round_scores(cloud: dict[str, Any], devices: dict[str, Any], samples: SampleTensors) -> dict[str, np.ndarray]:
-    """A round's scores of ``samples``: the cloud model alone ("cloud") and each row's
-    device model ("devices")."""
+def side_scores(cloud: dict[str, Any], devices: dict[str, Any], samples: SampleTensors, side: str) -> np.ndarray:
+    """A round's scores of ``samples`` on one side: the cloud model alone ("cloud") or each
+    row's device model ("devices")."""
     model, patch = load_cloud(cloud)
-    return {"cloud": predict(model, samples), "devices": device_scores(model, patch, devices["metapatches"], samples)}
+    return predict(model, samples) if side == "cloud" else device_scores(model, patch, devices["metapatches"], samples)
+
+
+def round_scores(cloud: dict[str, Any], devices: dict[str, Any], samples: SampleTensors) -> dict[str, np.ndarray]:
+    """A round's scores of ``samples`` on both sides."""
+    return {side: side_scores(cloud, devices, samples, side) for side in ("cloud", "devices")}
 
 
 def round_metrics(cloud: dict[str, Any], devices: dict[str, Any], samples: SampleTensors) -> dict[str, float]:
@@ -360,7 +365,7 @@ def personalize(bundle: dict[str, Any], devices: Devices, options: DcclOptions,
     report: dict[str, float] = {}
     scores = np.zeros(len(candidates), dtype=np.float32)
     for stage in bundle["rounds"]:
-        scores = round_scores(stage["cloud"], stage["devices"], candidates)[variant["scores"]]
+        scores = side_scores(stage["cloud"], stage["devices"], candidates, variant["scores"])
         metrics = compute_metrics(candidates.user.numpy(), candidates.label.numpy(), scores)
         report.update({f"round{stage['cloud']['round']}_{k}": v for k, v in metrics.items()})
     final_model, final_patch = load_cloud(bundle["rounds"][-1]["cloud"])

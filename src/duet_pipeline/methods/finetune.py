@@ -28,7 +28,7 @@ from duet_pipeline.parameters import Block
 from duet_pipeline.training.cores import CoreShare
 from duet_pipeline.training.tensors import RowsByUser, SampleTensors
 
-from .common import Devices, MethodSpec, Personalization
+from .common import Devices, MethodSpec, Personalization, spread_evenly
 
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
@@ -299,7 +299,7 @@ def personalize(bundle: dict[str, Any], devices: Devices, config: FinetuneConfig
     # The plain loop's cost per device, on devices spread evenly over all of them (a
     # device's cost grows with its rows): an estimate of its mean over all devices, to
     # set beside the batched mean over all devices.
-    probe_users = users[np.linspace(0, len(users) - 1, min(config.loop_devices, len(users))).astype(int)]
+    probe_users = users[spread_evenly(config.loop_devices, len(users))]
     probe = Devices(devices.candidates.for_users(probe_users), devices.own_rows)
     started = time.perf_counter()
     if len(probe_users):

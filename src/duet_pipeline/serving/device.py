@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from duet_pipeline.methods.common import Devices
+from duet_pipeline.methods.common import Devices, spread_evenly
 from duet_pipeline.models.layers import HeadWeights, apply_head
 from duet_pipeline.models.recommender import Recommender, load_model
 from duet_pipeline.training.loop import predict
@@ -88,7 +88,7 @@ def check_device_model(path: Path, bundle: dict[str, Any], test: SampleTensors, 
     model = load_model(bundle)
     users, windows = Devices(test).current_histories()
     if devices:
-        chosen = np.linspace(0, len(users) - 1, min(devices, len(users))).astype(int)
+        chosen = spread_evenly(devices, len(users))
         users, windows = users[chosen], windows[chosen]
     test = test.for_users(users)
     expected = predict(model, test)
