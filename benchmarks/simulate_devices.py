@@ -86,7 +86,7 @@ def post(url: str, histories: list[list[int]]) -> tuple[int, dict, float]:
     """One request on this thread's kept-alive connection (as a device keeps its
     connection open): status, answer and round-trip milliseconds."""
     address = urllib.parse.urlsplit(url)
-    body = json.dumps({"dataframe_records": [{"history": h} for h in histories]}).encode()
+    body = json.dumps({"inputs": [{"history": h} for h in histories]}).encode()
     started = time.perf_counter()
     try:
         if getattr(_CONNECTIONS, "connection", None) is None:

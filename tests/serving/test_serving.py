@@ -16,6 +16,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
+import pydantic
 import pytest
 import torch
 from conftest import backbone_options, project_env
@@ -25,7 +26,7 @@ from duet_pipeline.models.layers import HeadWeights
 from duet_pipeline.models.recommender import ModelConfig, Recommender, model_bundle
 from duet_pipeline.serving.device import OnnxDevice, check_device_model, export_device_model
 from duet_pipeline.serving.generator import HeadGenerator, decode_head, flat_heads, log_generator, unflatten_head
-from duet_pipeline.serving.requests import RequestError, parse_histories
+from duet_pipeline.serving.requests import HistoryRequest, RequestError, parse_histories
 from duet_pipeline.serving.serve import serve_command, serve_env
 from duet_pipeline.training.tensors import SampleTensors
 
@@ -52,11 +53,17 @@ def test_the_request_policy():
     assert parsed.history.tolist()[1] == [0, 0, 0, 3, 4] and parsed.unknown_items.tolist() == [0, 1, 0, 0, 2]
     assert parsed.history.tolist()[2] == [4, 5, 6, 7, 8] and parsed.truncated.tolist() == [0, 0, 3, 0, 0]
     assert parsed.cold_start.tolist() == [0, 0, 0, 1, 1]
-    for bad, found in [("1001", "str"), ([1.5], "1.5"), ([[1001]], "[1001]"), (None, "NoneType"), ([True], "True")]:
-        with pytest.raises(RequestError, match=rf"request 1: history must .*{found}"):
-            parse_histories([[1001], bad], RAW, SEQ_LEN)
     with pytest.raises(RequestError, match="no requests"):
         parse_histories([], RAW, SEQ_LEN)
+
+
+@pytest.mark.parametrize("bad", [{"history": "1001"}, {"history": [1.5]}, {"history": ["1001"]}, {"history": [[1001]]},
+                                 {"history": None}, {"history": [True]}, {"items": [1001]},
+                                 {"history": [1001], "user": 3}])
+def test_a_request_that_is_not_a_list_of_integer_ids_is_refused(bad):
+    with pytest.raises(pydantic.ValidationError):
+        HistoryRequest.model_validate(bad)
+    assert HistoryRequest.model_validate({"history": [1001, 5]}).history == [1001, 5]
 
 
 def test_the_pyfunc_generator_equals_the_in_process_one(tmp_path):
@@ -67,11 +74,11 @@ def test_the_pyfunc_generator_equals_the_in_process_one(tmp_path):
             info = log_generator(bundle, ITEM_INDEX, "duet-head-generator", {"dataset": "toy", "backbone": "gru4rec"})
         served = mlflow.pyfunc.load_model(info.model_uri)
         histories = [[1001, 1002, 1003], [1005], [1004, 1010, 1007, 1008, 1009, 1011], []]
-        answer = served.predict(pd.DataFrame({"history": histories}))
+        answer = [a.model_dump() for a in served.predict([{"history": h} for h in histories])]
         version = mlflow.MlflowClient().get_model_version("duet-head-generator", "1")
     finally:
         mlflow.set_tracking_uri(None)
-    assert version.tags["backbone"] == "gru4rec" and version.tags["weights"] == answer["model_version"][0]
+    assert version.tags["backbone"] == "gru4rec" and version.tags["weights"] == answer[0]["model_version"]
     reference = HeadGenerator()
     reference.setup(Recommender(ModelConfig(**bundle["config"])), ITEM_INDEX, "x")
     reference.model.load_state_dict(bundle["state_dict"])
@@ -79,11 +86,11 @@ def test_the_pyfunc_generator_equals_the_in_process_one(tmp_path):
     with torch.no_grad():
         expected = flat_heads(reference.model.head_weights(torch.from_numpy(parsed.history)))
         static = flat_heads(HeadWeights(*(t.unsqueeze(0) for t in reference.model.head.static_head.weights().tensors())))
-    heads = np.stack([decode_head(h) for h in answer["head"]])
+    heads = np.stack([decode_head(a["head"]) for a in answer])
     assert heads.shape == (4, HEAD_FLOATS) and heads.dtype == np.float32
     np.testing.assert_allclose(heads[:3], expected[:3], rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(heads[3], static[0], rtol=1e-6, atol=1e-7)  # empty history: the static head
-    assert answer["truncated"].tolist() == [0, 0, 1, 0] and answer["cold_start"].tolist() == [0, 0, 0, 1]
+    assert [a["truncated"] for a in answer] == [0, 0, 1, 0] and [a["cold_start"] for a in answer] == [0, 0, 0, 1]
 
 
 def candidates_table(users: int = 4, per_user: int = 6) -> SampleTensors:
@@ -127,7 +134,7 @@ def post(url: str, body: bytes, content_type: str = "application/json") -> tuple
 
 
 def records(*histories) -> bytes:
-    return json.dumps({"dataframe_records": [{"history": h} for h in histories]}).encode()
+    return json.dumps({"inputs": [{"history": h} for h in histories]}).encode()
 
 
 def test_a_real_server_answers_and_refuses_bad_requests(tmp_path):
@@ -157,8 +164,9 @@ def test_a_real_server_answers_and_refuses_bad_requests(tmp_path):
         assert status == 200
         answer = good["predictions"][0]
         assert len(decode_head(answer["head"])) == HEAD_FLOATS and answer["unknown_items"] == 1
-        bad = [b"", b"{not json", records("1001"), records([1.5, 2]), records([[1001]]),
-               json.dumps({"dataframe_records": [{"items": [1001]}]}).encode()]
+        bad = [b"", b"{not json", records("1001"), records([1.5, 2]), records([[1001]]), records(None), records([True]),
+               records(), json.dumps({"inputs": [{"items": [1001]}]}).encode(),
+               json.dumps({"dataframe_records": [{"history": [1001]}]}).encode()]
         for body in bad:
             status, refused = post(f"{url}/invocations", body)
             assert 400 <= status < 500, (body, status, refused)

@@ -2,8 +2,9 @@
 
 Policy (each case counted in the answer, so a client can see what was done):
 
-- not a list of integers (a string, a float, a nested list, ``null``): refused (400),
-  naming the request's row and what was found;
+- not a list of integers (a string, a float, a nested list, ``null``, a boolean): refused
+  (400) by :class:`HistoryRequest`'s strict validation, naming the request and the value;
+- no requests at all: refused (400);
 - longer than ``max_seq_len``: the most recent ``max_seq_len`` items are kept
   (``truncated`` says how many were dropped);
 - unknown item ids (never seen in training): dropped (``unknown_items``);
@@ -14,9 +15,27 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from numbers import Integral
 
 import numpy as np
+import pydantic
+
+
+class HistoryRequest(pydantic.BaseModel):
+    """One request: the device's history. Strict: ``"5"``, ``5.0`` and ``true`` are not ids."""
+
+    model_config = pydantic.ConfigDict(strict=True, extra="forbid")
+    history: list[int]
+
+
+class HeadAnswer(pydantic.BaseModel):
+    """One answer: the head (base64 of w1, b1, w2, b2 as little-endian float32) and what the
+    policy did to the request."""
+
+    head: str
+    unknown_items: int
+    truncated: int
+    cold_start: int
+    model_version: str
 
 
 class RequestError(ValueError):
@@ -31,15 +50,14 @@ class ParsedRequests:
     cold_start: np.ndarray  # (B,) 1 where nothing known remains: the static head answers
 
 
-def parse_histories(histories: Sequence[object], item_index: Mapping[int, int], max_seq_len: int) -> ParsedRequests:
-    """Raw histories (one per request) -> padded item-index rows and what the policy did."""
+def parse_histories(histories: Sequence[Sequence[int]], item_index: Mapping[int, int], max_seq_len: int) -> ParsedRequests:
+    """Validated raw histories (one per request) -> padded item-index rows and what the policy did."""
     if len(histories) == 0:
         raise RequestError("no requests: send at least one history")
     rows = np.zeros((len(histories), max_seq_len), dtype=np.int64)
     unknown = np.zeros(len(histories), dtype=np.int64)
     truncated = np.zeros(len(histories), dtype=np.int64)
-    for number, history in enumerate(histories):
-        ids = _integers(history, number)
+    for number, ids in enumerate(histories):
         known = [item_index[i] for i in ids if i in item_index]
         unknown[number] = len(ids) - len(known)
         truncated[number] = max(0, len(known) - max_seq_len)
@@ -47,20 +65,3 @@ def parse_histories(histories: Sequence[object], item_index: Mapping[int, int], 
         if kept:
             rows[number, max_seq_len - len(kept):] = kept
     return ParsedRequests(rows, unknown, truncated, (rows == 0).all(axis=1).astype(np.int64))
-
-
-def _integers(history: object, number: int) -> list[int]:
-    if isinstance(history, np.ndarray):
-        history = history.tolist()
-    if isinstance(history, (str, bytes)) or not isinstance(history, Sequence):
-        raise RequestError(f"request {number}: history must be a list of integer item ids, got {type(history).__name__}"
-                           f" {_short(history)}")
-    bad = [v for v in history if isinstance(v, bool) or not isinstance(v, Integral)]
-    if bad:
-        raise RequestError(f"request {number}: history must hold integer item ids only, got {_short(bad[0])}")
-    return [int(v) for v in history]
-
-
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
