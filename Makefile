@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export KEDRO_DISABLE_TELEMETRY := true
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test viz mlflow-ui serve simulate-devices benchmark benchmark-kedro-run benchmark-data benchmark-training benchmark-duet benchmark-step benchmark-speed clean-outputs
+.PHONY: run test viz notebook mlflow-ui serve simulate-devices benchmark benchmark-kedro-run benchmark-data benchmark-training benchmark-duet benchmark-step benchmark-speed clean-outputs
 
 DATASET ?= ml-100k
 GRID_ARGS ?=
@@ -25,18 +25,23 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
 	touch $@
 
 run: $(VENV)/.installed  ## the full DUET pipeline on the shipped ml-latest-small
-	$(BIN)/kedro run --pipeline=duet
+	$(BIN)/kedro run --pipelines=duet
 
 test: $(VENV)/.installed-dev  ## the test suite
 	$(BIN)/python -m pytest
 
-viz: $(VENV)/.installed  ## a static build of the pipeline DAG in build/
+viz: $(VENV)/.installed  ## the pipeline DAG at http://127.0.0.1:4141 (a static build in build/, served over HTTP)
 	$(BIN)/kedro viz build
+	@echo "Serving the DAG at http://127.0.0.1:4141 (Ctrl-C stops)"
+	$(BIN)/python -m http.server 4141 --bind 127.0.0.1 --directory build
+
+notebook: $(VENV)/.installed-dev  ## notebooks/compare_runs.ipynb in Jupyter at http://127.0.0.1:8888
+	$(BIN)/jupyter lab notebooks/compare_runs.ipynb --ip 127.0.0.1 --port 8888
 
 mlflow-ui: $(VENV)/.installed  ## browse and compare runs at http://127.0.0.1:5000
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
 
-serve: $(VENV)/.installed  ## the latest registered head generator on 127.0.0.1:5055 (after `kedro run --pipeline=serving`)
+serve: $(VENV)/.installed  ## the latest registered head generator on 127.0.0.1:5055 (after `kedro run --pipelines=serving`)
 	$(BIN)/python -m duet_pipeline.serving.serve
 
 simulate-devices: $(VENV)/.installed  ## devices over HTTP against the served generator, ONNX on the device; writes docs/benchmarks.md
@@ -45,7 +50,7 @@ simulate-devices: $(VENV)/.installed  ## devices over HTTP against the served ge
 benchmark: $(VENV)/.installed  ## the paper's grid on DATASET (resumable); writes docs/RESULTS.md
 	$(BIN)/python benchmarks/grid.py --dataset $(DATASET) $(GRID_ARGS)
 
-benchmark-kedro-run: $(VENV)/.installed  ## wall time of `kedro run --pipeline=duet` on the shipped data
+benchmark-kedro-run: $(VENV)/.installed  ## wall time of `kedro run --pipelines=duet` on the shipped data
 	$(BIN)/python benchmarks/bench_kedro_run.py
 
 benchmark-data: $(VENV)/.installed  ## ingestion + features speed (ml-100k, generated ml-1m size)

@@ -1,6 +1,6 @@
 """The methods selected in conf/ (`methods`) on ml-100k, every backbone, via `kedro run`.
 
-Runs `kedro run --pipeline=duet_all --params=dataset=ml-100k,...` in a scratch copy of
+Runs `kedro run --pipelines=duet_all --params=dataset=ml-100k,...` in a scratch copy of
 the project (data from $DUET_DATA_DIR or ../shared/data), then collects each
 backbone's metrics and device-cost tables into docs/benchmarks.md.
 
@@ -58,7 +58,7 @@ def main() -> None:
     if args.collect_from is None:
         project = project_copy(Path(tempfile.mkdtemp(prefix="duet-bench-")) / "project")
         print(f"running in {project}", flush=True)
-        run = timed_kedro_run(project, ["run", f"--pipeline={pipeline}", f"--params={params}"],
+        run = timed_kedro_run(project, ["run", f"--pipelines={pipeline}", f"--params={params}"],
                               env={"DUET_DATA_DIR": str(data_dir())})
         (project / "run.json").write_text(json.dumps({"wall_seconds": run.wall_seconds, "peak_rss_mib": run.peak_rss_mib}))
     project = args.collect_from or project
@@ -90,7 +90,7 @@ def main() -> None:
         f"""## DUET vs base vs fine-tune on {args.dataset} ({args.section})
 
 Command: `python benchmarks/bench_duet.py {('--backbone ' + args.backbone + ' ') if args.backbone else ''}{('--params ' + args.params + ' ') if args.params else ''}--section {args.section}`
-(one `kedro run --pipeline={pipeline} --params={params}`).
+(one `kedro run --pipelines={pipeline} --params={params}`).
 Machine: {machine()}. Date: {today()}. Wall time of the run: {run["wall_seconds"] / 60:.1f} min,
 peak memory {run["peak_rss_mib"] / 1024:.2f} GiB.
 

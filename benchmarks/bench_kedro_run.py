@@ -1,4 +1,4 @@
-"""Wall time of `kedro run --pipeline=duet` on the embedded default (ml-latest-small).
+"""Wall time of `kedro run --pipelines=duet` on the embedded default (ml-latest-small).
 
     python benchmarks/bench_kedro_run.py
 
@@ -15,7 +15,7 @@ from common import REPO_ROOT, machine, project_copy, timed_kedro_run, today
 
 from duet_pipeline.experiments.results import write_section
 
-COMMAND = ["run", "--pipeline=duet"]
+COMMAND = ["run", "--pipelines=duet"]
 
 
 def main() -> None:
@@ -28,7 +28,7 @@ def main() -> None:
     print(f"running `kedro {' '.join(COMMAND)}` in {project}", flush=True)
     run = timed_kedro_run(project, COMMAND, env={"DUET_DATA_DIR": ""})
     markdown = "\n".join([
-        "## `kedro run --pipeline=duet` on the embedded default", "",
+        "## `kedro run --pipelines=duet` on the embedded default", "",
         "| dataset | backbone | wall time | peak RSS |", "|---|---|---:|---:|",
         f"| ml-latest-small (shipped) | din (default) | {run.wall_seconds / 60:.1f} min ({run.wall_seconds:.0f} s) "
         f"| {run.peak_rss_mib / 1024:.2f} GiB |", "",

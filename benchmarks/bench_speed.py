@@ -6,7 +6,7 @@
 1. training-step rows/s, base and DUET+SWA, every backbone, ml-100k, batch 1024, the
    cores' default share (benchmarks/bench_training_step.py's loop);
 2. the ml-100k test set scored and every metric computed, seconds;
-3. `kedro run --pipeline=duet` on the shipped default: wall and peak RSS;
+3. `kedro run --pipelines=duet` on the shipped default: wall and peak RSS;
 4. the same on ml-100k (`--params=dataset=ml-100k`): peak RSS and wall;
 5. fine-tuning, ms per device, batched and plain loop (from run 3's finetune report);
 6. with --grid, the full ml-100k grid's wall time (in a scratch MLflow store);
@@ -132,14 +132,14 @@ def kedro_runs() -> dict[str, tuple[str, str]]:
     (project / "data" / "01_raw" / "ml-latest-small").mkdir(parents=True, exist_ok=True)
     for path in shipped.glob("*"):
         (project / "data" / "01_raw" / "ml-latest-small" / path.name).write_bytes(path.read_bytes())
-    run = timed_kedro_run(project, ["run", "--pipeline=duet"], env={"DUET_DATA_DIR": ""})
+    run = timed_kedro_run(project, ["run", "--pipelines=duet"], env={"DUET_DATA_DIR": ""})
     rows["kedro run (default)"] = (f"{run.wall_seconds:.0f} s", f"peak RSS {run.peak_rss_mib / 1024:.2f} GiB")
     report = json.loads(next((project / "data" / "08_reporting").rglob("finetune_report.json/*/*.json")).read_text())
     rows["fine-tune"] = (f"{report['seconds_per_device'] * 1000:.1f} ms / device batched, "
                          f"{report['loop_seconds_per_device'] * 1000:.1f} loop",
                          f"ml-latest-small, din: batched over all {int(report['devices'])} devices, the loop "
                          "over finetune.loop_devices devices spread evenly over them")
-    run = timed_kedro_run(project, ["run", "--pipeline=duet", "--params=dataset=ml-100k"],
+    run = timed_kedro_run(project, ["run", "--pipelines=duet", "--params=dataset=ml-100k"],
                           env={"DUET_DATA_DIR": str(data_dir())})
     rows["kedro run ml-100k RSS"] = (f"{run.peak_rss_mib / 1024:.2f} GiB", f"wall {run.wall_seconds:.0f} s")
     return rows

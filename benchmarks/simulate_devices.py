@@ -3,8 +3,8 @@
     python benchmarks/simulate_devices.py            # make simulate-devices
     python benchmarks/simulate_devices.py --devices 200 --requests 500 --concurrency 1,4,16
 
-Needs a registered generator and its device model: `kedro run --pipeline=duet` then
-`kedro run --pipeline=serving` (any dataset and backbone; the simulator reads them from the
+Needs a registered generator and its device model: `kedro run --pipelines=duet` then
+`kedro run --pipelines=serving` (any dataset and backbone; the simulator reads them from the
 registered version's tags). Starts `mlflow models serve` itself when nothing answers at
 `serving.host:serving.port`, and stops it at the end.
 
@@ -49,6 +49,7 @@ from duet_pipeline.serving.device import OnnxDevice
 from duet_pipeline.serving.generator import decode_head, unflatten_head
 from duet_pipeline.serving.serve import TRACKING_URI, latest_model_uri, serve_command, serve_env
 from duet_pipeline.training.loop import predict
+from duet_pipeline.training.tracking import RUNS_EXPERIMENT_TAGS
 from duet_pipeline.training.tensors import RowsByUser, to_tensors
 
 SECTION = "device_simulator"
@@ -130,7 +131,7 @@ def registered_tags(name: str) -> dict[str, str]:
     client = mlflow.MlflowClient(TRACKING_URI)
     versions = client.search_model_versions(f"name = '{name}'")
     if not versions:
-        raise SystemExit(f"no registered model '{name}': run `kedro run --pipeline=serving` first")
+        raise SystemExit(f"no registered model '{name}': run `kedro run --pipelines=serving` first")
     return max(versions, key=lambda v: int(v.version)).tags
 
 
@@ -235,6 +236,8 @@ def report(args: argparse.Namespace, tags: dict[str, str], serving: ServingParam
         f"{tags.get('dataset')} / {tags.get('backbone')}, `mlflow models serve` on 127.0.0.1 ({serving.workers} workers). "
         f"Machine: {machine()}. Date: {today()}.", "", *table]))
     mlflow.set_tracking_uri(TRACKING_URI)
+    if mlflow.get_experiment_by_name("device_simulator") is None:
+        mlflow.create_experiment("device_simulator", tags=RUNS_EXPERIMENT_TAGS)
     mlflow.set_experiment("device_simulator")
     with mlflow.start_run():
         mlflow.log_params({**tags, **vars(args)})

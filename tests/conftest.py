@@ -100,14 +100,17 @@ def project_env(project: Path) -> dict[str, str]:
     return env
 
 
-def kedro(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run the ``kedro`` CLI in ``project`` as a user would."""
-    env = project_env(project)
+def kedro(project: Path, *args: str, check: bool = True, env: dict[str, str] | None = None
+          ) -> subprocess.CompletedProcess:
+    """Run the ``kedro`` CLI in ``project`` as a user would (``env``: extra variables)."""
     result = subprocess.run(
-        [KEDRO, *args], cwd=project, env=env, capture_output=True, text=True, timeout=600
+        [KEDRO, *args], cwd=project, env={**project_env(project), **(env or {})}, capture_output=True, text=True,
+        timeout=600,
     )
     if check and result.returncode != 0:
+        log = project / "logs" / "kedro.log"  # where the CLI writes a failed run's traceback
         raise AssertionError(
             f"kedro {' '.join(args)} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+            f"\n{log.read_text()[-4000:] if log.exists() else ''}"
         )
     return result

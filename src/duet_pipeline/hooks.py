@@ -9,12 +9,21 @@ its own, which Kedro 1.x rejects for versioned datasets ("All datasets in the ca
 must have the same save version"). So outputs stay ordinary versioned datasets, and a
 catalog entry opts in to MLflow logging with ``metadata: {mlflow_artifact_path: DIR}``;
 ``MlflowArtifactHook`` then logs the exact file version just written.
+
+``RunRecordHook`` makes each run findable and readable: the MLflow run is named
+``<dataset>/<backbone>/<methods>``, the experiment opens on its runs in the MLflow UI, a
+failed run is tagged ``outcome = failed`` with the node and the error (and its saved
+versions are set aside, :mod:`duet_pipeline.versions`), and a run that produced a
+comparison prints it at the end.
 """
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 from typing import Any
+
+from duet_pipeline.training.tracking import RUNS_EXPERIMENT_TAGS
+from duet_pipeline.versions import saved_version_folder, set_aside
 
 import mlflow
 from kedro.framework.hooks import hook_impl
@@ -37,6 +46,84 @@ class ParameterCheckHook:
             from kedro.framework.project import PACKAGE_NAME, pipelines
 
             pipelines.configure(f"{PACKAGE_NAME}.pipeline_registry")
+
+
+# Outputs a run prints at its end (a namespaced pipeline has one per namespace).
+SUMMARY_OUTPUT = "comparison_markdown"
+# Pipelines named for their methods in a run's name; any other pipeline names itself.
+METHOD_PIPELINES = {"__default__", "duet", "duet_all"}
+
+
+def run_name(params: dict[str, Any], pipeline_names: list[str]) -> str:
+    """``<dataset>/<backbone>/<methods>``: what the run compared, so runs tell apart."""
+    names = pipeline_names or ["__default__"]
+    backbone = "all" if "duet_all" in names else params["backbone"]
+    methods = params["methods"].split() if isinstance(params["methods"], str) else params["methods"]
+    what = ",".join(methods) if set(names) <= METHOD_PIPELINES else "+".join(names)
+    return f"{params['dataset']}/{backbone}/{what}"
+
+
+def comparison_summary(markdown: str, path: str) -> str:
+    """The test-quality part of a comparison document (not the cost tables), and its file."""
+    quality = markdown.split("\nPer-device cost", 1)[0].rstrip()
+    return f"{quality}\n\nFull comparison: {path}"
+
+
+class RunRecordHook:
+    def __init__(self) -> None:
+        self._failed_node: str | None = None
+        self._catalog: Any = None
+        self._saved: list[Path] = []  # version folders this run wrote
+        self._project = Path.cwd()
+
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        self._project = Path(context.project_path)
+
+    @hook_impl
+    def after_catalog_created(self, catalog: Any) -> None:
+        self._catalog = catalog
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str) -> None:
+        folder = saved_version_folder(self._catalog.get(dataset_name)) if self._catalog is not None else None
+        if folder is not None:
+            self._saved.append(folder)
+
+    # trylast: after kedro-mlflow's hook has started the run.
+    @hook_impl(trylast=True)
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        self._failed_node, self._saved = None, []
+        run = mlflow.active_run()
+        if run is None:
+            return
+        params = {name: catalog.load(f"params:{name}") for name in ("dataset", "backbone", "methods")}
+        mlflow.set_tag("mlflow.runName", run_name(params, run_params.get("pipeline_names") or []))
+        client = mlflow.MlflowClient()
+        for key, value in RUNS_EXPERIMENT_TAGS.items():
+            client.set_experiment_tag(run.info.experiment_id, key, value)
+
+    @hook_impl
+    def on_node_error(self, node: Any) -> None:
+        self._failed_node = node.name
+
+    # tryfirst: before kedro-mlflow's hook ends the run as FAILED.
+    @hook_impl(tryfirst=True)
+    def on_pipeline_error(self, error: Exception) -> None:
+        if mlflow.active_run() is not None:
+            mlflow.set_tags({"outcome": "failed", "failed_node": self._failed_node or "-",
+                             "error": f"{type(error).__name__}: {error}"[:5000]})
+        set_aside(self._saved, self._project)
+        self._saved = []
+
+    @hook_impl
+    def after_pipeline_run(self, pipeline: Any, catalog: Any) -> None:
+        if mlflow.active_run() is not None:
+            mlflow.set_tag("outcome", "finished")
+        for name in sorted(pipeline.all_outputs()):
+            if name.split(".")[-1] == SUMMARY_OUTPUT:
+                path = catalog.get(name)._get_load_path()
+                print(f"\n{comparison_summary(catalog.load(name), str(path))}\n", flush=True)
 
 
 class MlflowArtifactHook:

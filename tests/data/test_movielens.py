@@ -207,6 +207,10 @@ BAD_INPUTS = [
     ("ml-100k", "u.data", b"1\t2\t3\t4\n1\t2\t0\t4\n1\t2\t9\t4\n", 2, r"out of range.*\[1, 5\]"),
     ("ml-1m", "ratings.dat", b"1::2::3::4\n1::2::nan::4\n", 2, "non-numeric rating"),
     ("ml-100k", "u.data", b"1\t2\t3\t4\n1\t\t3\t4\n", 2, "non-numeric item id ''"),
+    ("ml-100k", "u.data", b"1\t2\t3\t881250949\n1\t2\t3\t-5\n", 2, "negative timestamp '-5'"),
+    ("ml-100k", "u.data", b"1\t2\t3\t881250949\n1\t2\t3\t881250949.5\n", 2, "non-integer timestamp"),
+    ("ml-latest-small", "ratings.csv", b"userId,movieId,rating,timestamp\r\n1,2,3.0,4\r\n-1,2,3.0,4\r\n", 3,
+     "negative user id"),
 ]
 
 

@@ -265,8 +265,8 @@ def test_formula_registry():
 @pytest.mark.parametrize("kind", sorted(HAND))
 def test_position_weights_hand_values_and_padding(kind):
     pw = PositionWeights(kind, L)
-    assert pw.alpha.item() == 1.0 and pw.beta.item() == 1.0
-    assert pw.mu.item() == L - 1 and pw.sigma.item() == 1.5
+    assert pw.alpha.item() == pytest.approx(1.0) and pw.beta.item() == pytest.approx(1.0)
+    assert pw.mu.item() == L - 1 and pw.sigma.item() == pytest.approx(1.5)
     np.testing.assert_allclose(pw.per_position().detach().numpy(), HAND[kind], rtol=1e-6)
     # Left-padded rows with 5, 2 and 1 real items: padding gets exactly 0.
     mask = torch.tensor([[1, 1, 1, 1, 1], [0, 0, 0, 1, 1], [0, 0, 0, 0, 1]], dtype=torch.bool)
@@ -284,8 +284,7 @@ def test_position_weights_hand_values_and_padding(kind):
 def test_position_weights_with_other_parameters(kind):
     pw = PositionWeights(kind, L)
     a, b, mu, s = 1.7, 0.6, 1.2, 0.8
-    with torch.no_grad():
-        pw.alpha.fill_(a), pw.beta.fill_(b), pw.mu.fill_(mu), pw.sigma.fill_(s)
+    pw.set_(alpha=a, beta=b, mu=mu, sigma=s)
     pos = np.arange(L, dtype=np.float64)
     want = {
         "linear": a * (pos + 1) / L,
@@ -301,11 +300,11 @@ def test_position_weights_with_other_parameters(kind):
 ])
 def test_position_weight_parameters_are_learnable(kind, used):
     pw = PositionWeights(kind, L)
-    assert {n for n, p in pw.named_parameters() if p.requires_grad} >= used
+    assert {n for n, p in pw.named_parameters() if p.requires_grad} >= {f"raw.{n}" for n in used}
     mask = torch.tensor([[0, 1, 1, 1, 1], [0, 0, 0, 1, 1]], dtype=torch.bool)
     (pw(mask) * torch.arange(1.0, 6.0)).sum().backward()
     for name in used:
-        g = getattr(pw, name).grad
+        g = pw.raw[name].grad
         assert g is not None and g.abs() > 0, name
 
 
@@ -313,8 +312,28 @@ def test_position_weight_gradients_flow_through_recommender():
     model = duet_model(position_weights="exp")
     hist = histories()
     model(hist, targets(len(hist))).sum().backward()
-    assert model.position_weights.alpha.grad.abs() > 0
-    assert model.position_weights.beta.grad.abs() > 0
+    assert model.position_weights.raw["alpha"].grad.abs() > 0
+    assert model.position_weights.raw["beta"].grad.abs() > 0
+
+
+@pytest.mark.parametrize("kind,name,bound", [("smooth", "alpha", -1 / (L - 1)), ("exp", "beta", 0.0),
+                                             ("gaussian", "sigma", 0.0)])
+def test_position_weight_parameters_stay_in_their_valid_range(kind, name, bound):
+    """However far an optimiser pushes the learnt value, the formula's value stays above its
+    bound and the weights finite (unconstrained: smooth alpha < -1/(L-1) divided by zero,
+    exp beta <= 0 exploded, gaussian sigma = 0 gave NaN)."""
+    pw = PositionWeights(kind, L)
+    optimiser = torch.optim.SGD(pw.parameters(), lr=1e4)
+    mask = torch.ones(2, L, dtype=torch.bool)
+    for direction in (1.0, -1.0):
+        for _ in range(20):
+            optimiser.zero_grad()
+            (direction * pw.value(name) + 0 * pw(mask).sum()).backward()  # drive it down, then up
+            optimiser.step()
+            assert getattr(pw, name).item() > bound
+            assert torch.isfinite(pw(mask)).all()
+    with pytest.raises(ValueError, match=f"{name} = {bound}"):
+        pw.set_(**{name: bound})
 
 
 def test_unknown_position_weights_lists_choices():
@@ -434,8 +453,7 @@ def test_bundle_round_trip(backbone, generator, position):
     model = Recommender(ModelConfig(NUM_ITEMS, SEQ_LEN, backbone, dim=DIM, backbone_options=options,
                                     generator=None if generator is None else dict(generator),
                                     position_weights=position, position_weights_on_backbone=position != "none"))
-    with torch.no_grad():  # non-initial position weights must survive the trip too
-        model.position_weights.sigma.fill_(0.9)
+    model.position_weights.set_(sigma=0.9)  # non-initial position weights must survive the trip too
     bundle = model_bundle(model, "duet", {"variant": "x"})
     assert bundle["method"] == "duet" and bundle["variant"] == "x"
     loaded = load_model(bundle)

@@ -38,7 +38,7 @@ def test_data_pipelines_write_versioned_samples(tiny_ml100k: Path) -> None:
 
 
 def test_duet_run_compares_methods_and_logs_to_mlflow(tiny_ml100k: Path) -> None:
-    kedro(tiny_ml100k, "run", "--pipeline=duet", f"--params={TINY},backbone=gru4rec")
+    result = kedro(tiny_ml100k, "run", "--pipelines=duet", f"--params={TINY},backbone=gru4rec")
     reporting = tiny_ml100k / "data" / "08_reporting" / "ml-100k" / "gru4rec"
     table = pd.read_csv(latest_version(reporting / "metrics_table.csv"))
     assert table["method"].tolist() == ["base", "finetune", "duet+swa"]
@@ -53,11 +53,18 @@ def test_duet_run_compares_methods_and_logs_to_mlflow(tiny_ml100k: Path) -> None
     assert devices.loc["finetune", "seconds_per_device"] > 0
     comparison = latest_version(reporting / "comparison.md").read_text()
     assert "| finetune |" in comparison and "| duet+swa |" in comparison
+    # The run ends by printing the comparison (quality, not the cost tables) and its file.
+    printed = result.stdout.split("# Methods compared: ml-100k / gru4rec", 1)[1]
+    assert "| duet+swa |" in printed and "Per-device cost" not in printed and "comparison.md" in printed
+    assert "warning" not in (result.stdout + result.stderr).lower()
     assert latest_version(reporting / "auc_by_method.png").read_bytes()[:4] == b"\x89PNG"
 
     with sqlite3.connect(tiny_ml100k / "mlflow.db") as db:
         runs = db.execute("select run_uuid from runs").fetchall()
         assert len(runs) == 1
+        assert db.execute("select name from runs").fetchone()[0] == "ml-100k/gru4rec/base,finetune,duet+swa"
+        kind = db.execute("select value from experiment_tags where key = 'mlflow.experimentKind'").fetchone()
+        assert kind == ("custom_model_development",)  # the MLflow UI opens on the runs
         metrics = {row[0]: row[1] for row in db.execute("select key, count(*) from metrics group by key")}
         params = dict(db.execute("select key, value from params").fetchall())
         artifacts = Path(db.execute("select artifact_uri from runs").fetchone()[0].removeprefix("file://"))
@@ -93,17 +100,18 @@ def written_files(project: Path) -> list[Path]:
 def test_a_bad_parameter_fails_at_the_start_naming_it_and_writes_nothing(
     tiny_ml100k: Path, override: str, named: str, allowed: str
 ) -> None:
-    result = kedro(tiny_ml100k, "run", "--pipeline=duet", f"--params={TINY},{override}", check=False)
+    result = kedro(tiny_ml100k, "run", "--pipelines=duet", f"--params={TINY},{override}", check=False)
     output = " ".join((result.stdout + result.stderr).split())
     assert result.returncode != 0
     assert "ParameterError: " + named in output and allowed in output, output[-2000:]
+    assert "Traceback" not in output and len((result.stdout + result.stderr).strip().splitlines()) <= 4  # one error line
     assert "Running node" not in output  # nothing ran, not even ingestion
     assert written_files(tiny_ml100k) == []
     assert not (tiny_ml100k / "mlflow.db").exists()  # checked before kedro-mlflow sets up its store
 
 
 def test_methods_parameter_selects_what_runs(tiny_ml100k: Path) -> None:
-    kedro(tiny_ml100k, "run", "--pipeline=duet", f"--params={TINY},methods=duet base")
+    kedro(tiny_ml100k, "run", "--pipelines=duet", f"--params={TINY},methods=duet base")
     reporting = tiny_ml100k / "data" / "08_reporting" / "ml-100k" / "din"
     table = pd.read_csv(latest_version(reporting / "metrics_table.csv"))
     assert table["method"].tolist() == ["duet", "base"]
@@ -114,7 +122,7 @@ def test_methods_parameter_selects_what_runs(tiny_ml100k: Path) -> None:
 
 def test_a_toy_method_added_as_one_module_and_one_yaml_block_runs_end_to_end(tiny_ml100k: Path) -> None:
     add_toy_method(tiny_ml100k)
-    kedro(tiny_ml100k, "run", "--pipeline=duet", f"--params={TINY},methods=base popularity")
+    kedro(tiny_ml100k, "run", "--pipelines=duet", f"--params={TINY},methods=base popularity")
     reporting = tiny_ml100k / "data" / "08_reporting" / "ml-100k" / "din"
     table = pd.read_csv(latest_version(reporting / "metrics_table.csv")).set_index("method")
     assert list(table.index) == ["base", "popularity"]
@@ -127,13 +135,13 @@ def test_a_toy_method_added_as_one_module_and_one_yaml_block_runs_end_to_end(tin
         tiny_ml100k / "data" / "07_model_output" / "ml-100k" / "din" / "popularity_predictions.parquet"))
     want = np.log(test["target_item"].map(counts).fillna(0).to_numpy(np.float64) + 1.0)
     assert np.abs(predictions["score"].to_numpy() - want).max() < 1e-5
-    bad = kedro(tiny_ml100k, "run", "--pipeline=duet", f"--params={TINY},personalization.popularity.smoothing=-1",
+    bad = kedro(tiny_ml100k, "run", "--pipelines=duet", f"--params={TINY},personalization.popularity.smoothing=-1",
                 check=False)
     assert bad.returncode != 0 and "personalization.popularity.smoothing = -1" in bad.stdout + bad.stderr
 
 
 def test_duet_all_trains_every_backbone_in_its_namespace(tiny_ml100k: Path) -> None:
-    kedro(tiny_ml100k, "run", "--pipeline=duet_all", f"--params={TINY},training.max_epochs=1")
+    kedro(tiny_ml100k, "run", "--pipelines=duet_all", f"--params={TINY},training.max_epochs=1")
     for backbone in BACKBONES:
         model_dir = tiny_ml100k / "data" / "06_models" / "ml-100k" / backbone / "base_model.pkl"
         assert len(list(model_dir.iterdir())) == 1
@@ -162,7 +170,7 @@ FAMILY_PAYLOAD_FLOATS = {"lhuc": 2 * 32, "ppnet": 32, "poso": 2 * 4, "pepnet": 3
 
 def test_the_dynamic_weight_family_runs_end_to_end(tiny_ml100k: Path) -> None:
     methods = " ".join(["base", *FAMILY_PAYLOAD_FLOATS])
-    kedro(tiny_ml100k, "run", "--pipeline=duet", f"--params={TINY},training.max_epochs=1,backbone=sasrec,"
+    kedro(tiny_ml100k, "run", "--pipelines=duet", f"--params={TINY},training.max_epochs=1,backbone=sasrec,"
                                                   f"methods={methods}")
     reporting = tiny_ml100k / "data" / "08_reporting" / "ml-100k" / "sasrec"
     table = pd.read_csv(latest_version(reporting / "metrics_table.csv"))
@@ -180,7 +188,7 @@ def test_the_dynamic_weight_family_runs_end_to_end(tiny_ml100k: Path) -> None:
 
 
 def test_the_dccl_pipeline_runs_each_stage_of_each_round_and_logs_the_rounds(tiny_ml100k: Path) -> None:
-    kedro(tiny_ml100k, "run", "--pipeline=dccl", f"--params={TINY},training.max_epochs=1,personalization.dccl.rounds=2,"
+    kedro(tiny_ml100k, "run", "--pipelines=dccl", f"--params={TINY},training.max_epochs=1,personalization.dccl.rounds=2,"
                                                   "personalization.dccl.distill_max_epochs=1,"
                                                   "personalization.dccl.device.progress=false")
     models = tiny_ml100k / "data" / "06_models" / "ml-100k" / "din"
@@ -203,7 +211,7 @@ def test_the_dccl_pipeline_runs_each_stage_of_each_round_and_logs_the_rounds(tin
 
 
 def test_dccl_methods_share_one_training_in_the_duet_pipeline(tiny_ml100k: Path) -> None:
-    kedro(tiny_ml100k, "run", "--pipeline=duet", f"--params={TINY},training.max_epochs=1,methods=base metapatch "
+    kedro(tiny_ml100k, "run", "--pipelines=duet", f"--params={TINY},training.max_epochs=1,methods=base metapatch "
                                                   "momodistill,personalization.dccl.rounds=1,"
                                                   "personalization.dccl.distill_max_epochs=1,"
                                                   "personalization.dccl.device.progress=false")
@@ -220,8 +228,8 @@ def test_dccl_methods_share_one_training_in_the_duet_pipeline(tiny_ml100k: Path)
 
 
 def test_the_serving_pipeline_registers_the_generator_and_exports_the_device_model(tiny_ml100k: Path) -> None:
-    kedro(tiny_ml100k, "run", "--pipeline=duet", f"--params={TINY},training.max_epochs=1,methods=duet+swa")
-    kedro(tiny_ml100k, "run", "--pipeline=serving", "--params=dataset=ml-100k")
+    kedro(tiny_ml100k, "run", "--pipelines=duet", f"--params={TINY},training.max_epochs=1,methods=duet+swa")
+    kedro(tiny_ml100k, "run", "--pipelines=serving", "--params=dataset=ml-100k")
     reporting = tiny_ml100k / "data" / "08_reporting" / "ml-100k" / "din"
     device = json.loads(latest_version(reporting / "device_model_report.json").read_text())
     assert device["max_abs_difference"] < 1e-5 and device["devices"] == 40

@@ -553,7 +553,7 @@ def _fast_parse(body: bytes, spec: DatasetSpec) -> pd.DataFrame | None:
     if body.count(separator) != (_N_FIELDS - 1) * len(frame):
         return None
     for column in ("user_id", "item_id", "timestamp"):
-        if frame[column].dtype != np.int64:
+        if frame[column].dtype != np.int64 or (len(frame) and frame[column].min() < 0):
             return None
     rating = frame["rating"]
     if not (pd.api.types.is_float_dtype(rating.dtype) or rating.dtype == np.int64):
@@ -618,6 +618,12 @@ def _parse_int(token: bytes, field: str, path: Path, line_no: int) -> int:
             line=line_no,
         )
     value = int(stripped)
+    if value < 0:  # ids count from 1 and timestamps are seconds since 1970
+        raise RawDataError(
+            f"{path}: line {line_no}: negative {label} {_show(token)}; expected an integer >= 0.",
+            path=path,
+            line=line_no,
+        )
     if not _INT64_MIN <= value <= _INT64_MAX:
         raise RawDataError(
             f"{path}: line {line_no}: {label} {_show(token)} does not fit in a 64-bit integer.",

@@ -54,10 +54,27 @@ def comparison_markdown(metrics: pd.DataFrame, devices: pd.DataFrame, title: str
     headline = headline_metrics()
     quality = metrics[["method", *headline, *(name for name in metric_names() if name not in headline)]]
     parts = [f"# Methods compared: {title}", "", "Test metrics (1 positive + 99 negatives per user):", "",
-             quality.to_markdown(index=False, floatfmt=".4f")]
+             quality.to_markdown(index=False, floatfmt=".4f"), *below_base_notes(metrics)]
     if not devices.empty:
         parts += ["", "Per-device cost of personalisation:", "", devices.to_markdown(index=False, floatfmt=".4g")]
     return "\n".join(parts) + "\n"
+
+
+BELOW_BASE_EXPLAINED = "docs/RESULTS.md (\"Where a method does not beat base\", per dataset and backbone)"
+
+
+def below_base_notes(metrics: pd.DataFrame) -> list[str]:
+    """A line naming every method whose test AUC is below base's in this run, and where
+    the repository explains when and why that happens: the table must not leave a reader
+    to believe a method wins when it does not."""
+    if "base" not in set(metrics["method"]):
+        return []
+    base_auc = float(metrics.loc[metrics["method"] == "base", "auc"].iloc[0])
+    below = metrics[metrics["auc"] < base_auc]
+    if below.empty:
+        return []
+    names = ", ".join(f"{m} ({a - base_auc:+.4f})" for m, a in zip(below["method"], below["auc"]))
+    return ["", f"Below base in test AUC in this run: {names}. One seed; see {BELOW_BASE_EXPLAINED}."]
 
 
 def activity_groups(train_users: np.ndarray, train_labels: np.ndarray, users: np.ndarray,

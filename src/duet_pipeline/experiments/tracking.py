@@ -10,7 +10,7 @@ import pandas as pd
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
-from duet_pipeline.training.tracking import mlflow_metric_name
+from duet_pipeline.training.tracking import RUNS_EXPERIMENT_TAGS, mlflow_metric_name
 
 from .runner import CellResult
 
@@ -36,7 +36,7 @@ class GridTracker:
     def __init__(self, tracking_uri: str, experiment: str) -> None:
         self.client = MlflowClient(tracking_uri)
         found = self.client.get_experiment_by_name(experiment)
-        self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
+        self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment, tags=RUNS_EXPERIMENT_TAGS)
         self._predictions: dict[str, pd.DataFrame] = {}  # a report reads a run's several times
 
     def log_cell(self, result: CellResult, tags: dict[str, str]) -> str:

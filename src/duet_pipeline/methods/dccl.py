@@ -15,7 +15,7 @@ The loop, over R rounds (``rounds``), every cloud training under PROTOCOL sectio
 Methods: ``momodistill`` is f_R alone on every device (nothing trains there);
 ``metapatch`` is every device's model after the last round (f_R patched by
 ``Theta_R phi_n``). The round stages are public so that the ``dccl`` pipeline runs them
-one node each; :func:`train` runs them in a loop for ``kedro run --pipeline=duet`` and
+one node each; :func:`train` runs them in a loop for ``kedro run --pipelines=duet`` and
 the grid.
 
 Choices where the note and the paper are silent: the patch is linear (``h(z) = W z + b``);
@@ -34,8 +34,8 @@ import pandas as pd
 import torch
 from pydantic import Field, field_validator
 from torch import nn
-from tqdm.auto import tqdm
 
+from duet_pipeline.console import progress
 from duet_pipeline.evaluation.metrics import compute_metrics
 from duet_pipeline.models.metapatch import MetaPatch, bernoulli_kl, patched_logits
 from duet_pipeline.models.recommender import Recommender, load_model, model_bundle
@@ -232,7 +232,7 @@ def train_metapatches(model: Recommender, patch: MetaPatch, own: SampleTensors, 
     first, second = torch.zeros_like(phi), torch.zeros_like(phi)
     (beta1, beta2), lr = ADAM_BETAS, device.learning_rate
     total_steps = max((len(s) for s in steps), default=0)
-    for step in tqdm(range(total_steps), desc="dccl devices", unit="step", disable=not device.progress):
+    for step in progress(range(total_steps), enabled=device.progress, desc="dccl devices", unit="step"):
         active = torch.tensor([k for k, s in enumerate(steps) if len(s) > step])
         batches = [steps[k][step] for k in active.tolist()]
         rows = torch.cat(batches)

@@ -21,8 +21,8 @@ import torch
 from pydantic import Field
 from torch import nn
 from torch.func import functional_call, grad, vmap
-from tqdm.auto import tqdm
 
+from duet_pipeline.console import progress
 from duet_pipeline.models.recommender import Recommender, consecutive_runs, load_model
 from duet_pipeline.parameters import Block
 from duet_pipeline.training.cores import CoreShare
@@ -276,7 +276,7 @@ def finetune_scores_batched(model: Recommender, devices: Devices, config: Finetu
     own_rows_of, candidate_rows_of = RowsByUser(own.user), RowsByUser(candidates.user)
     scores = np.zeros(len(candidates), dtype=np.float32)
     chunk = config.users_per_chunk
-    with tqdm(total=len(users), desc="finetune devices", unit="device", disable=not config.progress) as bar, \
+    with progress(total=len(users), enabled=config.progress, desc="finetune devices", unit="device") as bar, \
             CoreShare() as cores:
         for start in range(0, len(users), chunk):
             cores.adjust()

@@ -23,8 +23,23 @@ FORMULAS: dict[str, WeightFormula] = {
 }
 
 
+# Parameters whose formula holds only above a bound (for a window of length L): smooth's
+# 1 + alpha (L-1-pos) must stay > 0 at pos = 0, exp's beta and gaussian's sigma > 0.
+# They are learnt unconstrained and mapped to bound + MARGIN + softplus(raw), so no
+# optimiser step can divide by zero, explode or give NaN (softplus never reaches the bound).
+LOWER_BOUNDS: dict[str, dict[str, Callable[[int], float]]] = {
+    "smooth": {"alpha": lambda L: -1.0 / max(L - 1, 1)},
+    "exp": {"beta": lambda L: 0.0},
+    "gaussian": {"sigma": lambda L: 0.0},
+}
+MARGIN = 1e-3
+
+
 class PositionWeights(nn.Module):
-    """Learnable recency weights: ``forward(mask)`` gives (B, L) weights, 0 on padding."""
+    """Learnable recency weights: ``forward(mask)`` gives (B, L) weights, 0 on padding.
+
+    ``alpha``, ``beta``, ``mu``, ``sigma`` are the formula's values (bounded ones within
+    their range); the learnt tensors are ``raw.<name>``; :meth:`set_` assigns values."""
 
     def __init__(self, kind: str, max_seq_len: int) -> None:
         super().__init__()
@@ -34,18 +49,37 @@ class PositionWeights(nn.Module):
             )
         self.kind = kind
         self.max_seq_len = max_seq_len
-        self.alpha = nn.Parameter(torch.tensor(1.0))
-        self.beta = nn.Parameter(torch.tensor(1.0))
-        self.mu = nn.Parameter(torch.tensor(float(max_seq_len - 1)))
-        self.sigma = nn.Parameter(torch.tensor(1.5))
+        self.bounds = {name: bound(max_seq_len) + MARGIN for name, bound in LOWER_BOUNDS.get(kind, {}).items()}
+        initial = {"alpha": 1.0, "beta": 1.0, "mu": float(max_seq_len - 1), "sigma": 1.5}
+        self.raw = nn.ParameterDict({name: nn.Parameter(torch.tensor(0.0)) for name in initial})
+        self.set_(**initial)
+
+    def value(self, name: str) -> torch.Tensor:
+        raw = self.raw[name]
+        return raw if name not in self.bounds else self.bounds[name] + nn.functional.softplus(raw)
+
+    @torch.no_grad()
+    def set_(self, **values: float) -> None:
+        """Assign formula values (a bounded one must lie above its bound)."""
+        for name, value in values.items():
+            if name in self.bounds:
+                if value <= self.bounds[name]:
+                    raise ValueError(f"{self.kind} position weights: {name} = {value} must be > {self.bounds[name]:.4g}")
+                value = float(torch.log(torch.expm1(torch.tensor(value - self.bounds[name], dtype=torch.float64))))
+            self.raw[name].fill_(value)
+
+    alpha = property(lambda self: self.value("alpha"))
+    beta = property(lambda self: self.value("beta"))
+    mu = property(lambda self: self.value("mu"))
+    sigma = property(lambda self: self.value("sigma"))
 
     def per_position(self) -> torch.Tensor:
         """(L,) weight of each column, ignoring padding."""
-        pos = torch.arange(self.max_seq_len, dtype=torch.float32, device=self.alpha.device)
+        pos = torch.arange(self.max_seq_len, dtype=torch.float32, device=self.raw["alpha"].device)
         return FORMULAS[self.kind](pos, self.max_seq_len, self)
 
     def forward(self, mask: torch.Tensor) -> torch.Tensor:
-        return self.per_position().unsqueeze(0) * mask.to(self.alpha.dtype)
+        return self.per_position().unsqueeze(0) * mask.to(self.raw["alpha"].dtype)
 
     def scale(self, history_emb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Scale each history embedding by its position weight."""

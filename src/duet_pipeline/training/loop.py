@@ -11,8 +11,9 @@ import pandas as pd
 import torch
 from pydantic import Field, field_validator
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
+from duet_pipeline.console import progress
 from duet_pipeline.evaluation.metrics import compute_metrics, is_improvement, metric_names
 from duet_pipeline.parameters import Block, parse_block
 
@@ -119,7 +120,7 @@ def train_epoch(
     train: SampleTensors,
     batch_size: int,
     order: torch.Tensor,
-    progress: tqdm | None = None,
+    bar: tqdm | None = None,
     cores: CoreShare | None = None,
     loss_fn: RowLoss = label_loss,
 ) -> float:
@@ -138,9 +139,9 @@ def train_epoch(
         optimizer.step()
         total += loss.item() * len(batch)
         rows += len(batch)
-        if progress is not None:
-            progress.update(len(batch))
-            progress.set_postfix(loss=f"{total / rows:.4f}", refresh=False)
+        if bar is not None:
+            bar.update(len(batch))
+            bar.set_postfix(loss=f"{total / rows:.4f}", refresh=False)
     return total / max(rows, 1)
 
 
@@ -192,7 +193,7 @@ def _fit_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, train: Sample
                config: TrainingConfig, groups: tuple[torch.Tensor, torch.Tensor], generator: torch.Generator,
                cores: CoreShare, description: str, loss_fn: RowLoss) -> dict[str, float]:
     """One epoch of training and its validation: the epoch's history row (without ``epoch``)."""
-    bar = tqdm(total=len(train), desc=description, unit="row", unit_scale=True, disable=not config.progress, leave=True)
+    bar = progress(total=len(train), enabled=config.progress, desc=description, unit="row", unit_scale=True, leave=True)
     started = time.perf_counter()
     order = shuffled_order(groups, generator)
     train_loss = train_epoch(model, optimizer, train, config.batch_size, order, bar, cores, loss_fn)

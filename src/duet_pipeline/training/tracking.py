@@ -6,6 +6,11 @@ import re
 import pandas as pd
 
 
+# MLflow 3's UI opens an experiment on its GenAI "Traces" page unless the experiment says it
+# holds model-development runs; every experiment the project creates carries this tag.
+RUNS_EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def mlflow_metric_name(name: str) -> str:
     """MLflow rejects '@' in metric names: 'ndcg@10' is logged as 'ndcg_at_10'."""
     return re.sub(r"[^0-9A-Za-z_\-. :/]", "_", name.replace("@", "_at_"))

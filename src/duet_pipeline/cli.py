@@ -1,0 +1,62 @@
+"""The project's ``kedro run``: Kedro's own command, with errors a user can read.
+
+Kedro finds this module (``<package>.cli``) and its ``run`` replaces the built-in one.
+It takes every option of Kedro's ``run`` and adds ``--verbose``. A run that fails prints
+one line naming the error (a parameter, a file and line, a dataset), with the full
+traceback written to logs/kedro.log; ``--verbose`` prints the traceback instead.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from typing import Any
+
+import click
+from kedro.framework.cli.project import run as kedro_run
+
+from duet_pipeline.console import LOG_FILE
+
+logger = logging.getLogger(__name__)
+
+
+@click.group(name="duet-pipeline")
+def cli() -> None:
+    """Commands of the duet-pipeline project."""
+
+
+def one_line(error: BaseException) -> str:
+    """The error and its first cause, on one line: ``DatasetError: ... (cause: ...)``."""
+    text = f"{type(error).__name__}: {' '.join(str(error).split())}"
+    cause = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
+    if cause is not None and str(cause) and str(cause) not in str(error):
+        text += f" (cause: {type(cause).__name__}: {' '.join(str(cause).split())})"
+    return text
+
+
+def write_traceback(error: BaseException) -> None:
+    LOG_FILE.parent.mkdir(parents=True, exist_ok=True)
+    with LOG_FILE.open("a", encoding="utf-8") as log:
+        log.write("".join(traceback.format_exception(error)))
+
+
+def guarded_run(verbose: bool, **options: Any) -> Any:
+    try:
+        return kedro_run.callback(**options)
+    except click.exceptions.Exit:
+        raise
+    except Exception as error:  # noqa: BLE001 - every failure gets the same one-line report
+        if verbose:
+            raise
+        write_traceback(error)
+        click.secho(f"Error: {one_line(error)}", fg="red", err=True)
+        click.echo(f"The full traceback is in {LOG_FILE}; `kedro run --verbose ...` prints it.", err=True)
+        sys.exit(1)
+
+
+run = click.Command(
+    "run", callback=guarded_run, help=kedro_run.help, short_help=kedro_run.short_help,
+    params=[*kedro_run.params, click.Option(["--verbose", "-v"], is_flag=True,
+                                             help="On failure, print the full traceback.")],
+)
+cli.add_command(run)

@@ -1,0 +1,108 @@
+"""What a ``kedro run`` guarantees, each proved on a real run in a project copy: the same
+seed gives the same metrics; a run killed during training leaves every dataset's newest
+version loadable and a rerun completes; a run that fails leaves the previous versions as
+the ones loaded, reports one line, and is tagged as failed in MLflow."""
+from __future__ import annotations
+
+import json
+import pickle
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import KEDRO, kedro, project_env
+
+TINY = "dataset=ml-100k,training.max_epochs=1,training.progress=false,personalization.finetune.progress=false"
+ONE_THREAD = {"DUET_THREADS": "1"}  # bit-reproducible (two threads reorder float sums)
+REPORTING = Path("data") / "08_reporting" / "ml-100k" / "din"
+
+BROKEN_METHOD = '''"""A method whose devices fail: proves what a failed run leaves behind."""
+from duet_pipeline.methods.common import MethodSpec
+
+SPEC = MethodSpec(variants={"broken": {}}, cloud_model="base", on_device="nothing",
+                  description="fails on the device", order=95)
+
+
+def personalize(bundle, devices, options, variant):
+    raise RuntimeError("the device lost its model")
+'''
+
+
+def versioned_folders(project: Path) -> list[Path]:
+    """Every versioned dataset folder (``<file>/<version>/<file>``) under data/0[2-8]*."""
+    return sorted({version.parent for layer in (project / "data").glob("0[2-8]_*")
+                   for version in layer.rglob("*") if version.is_dir() and (version / version.parent.name).is_file()})
+
+
+def load_latest(folder: Path) -> object:
+    newest = sorted(v for v in folder.iterdir() if (v / folder.name).exists())[-1] / folder.name
+    loaders = {".parquet": pd.read_parquet, ".csv": pd.read_csv, ".json": lambda p: json.loads(p.read_text()),
+               ".pkl": lambda p: pickle.loads(p.read_bytes()), ".md": Path.read_text, ".png": Path.read_bytes,
+               ".onnx": Path.read_bytes}
+    return loaders[newest.suffix](newest)
+
+
+def test_the_same_seed_gives_bit_identical_metrics(tiny_ml100k: Path) -> None:
+    tables = []
+    for _ in range(2):
+        kedro(tiny_ml100k, "run", "--pipelines=duet", f"--params={TINY},methods=base duet+swa", env=ONE_THREAD)
+        folder = tiny_ml100k / REPORTING / "metrics_table.csv"
+        tables.append(sorted(folder.iterdir())[-1] / folder.name)
+    assert tables[0] != tables[1]  # two versions...
+    assert tables[0].read_bytes() == tables[1].read_bytes()  # ...with the same bytes
+
+
+@pytest.mark.parametrize("sent", [signal.SIGTERM, signal.SIGKILL])
+def test_a_run_killed_during_training_leaves_loadable_versions_and_a_rerun_completes(
+    tiny_ml100k: Path, sent: signal.Signals
+) -> None:
+    command = [KEDRO, "run", "--pipelines=duet", f"--params={TINY},training.max_epochs=500,training.patience=500,methods=base duet+swa"]
+    child = subprocess.Popen(command, cwd=tiny_ml100k, env=project_env(tiny_ml100k), stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    try:
+        for line in child.stdout:
+            if "Running node: train_duet_swa_model" in line:  # base_model is saved, DUET is training
+                break
+        time.sleep(1.0)
+        child.send_signal(sent)
+        child.wait(timeout=60)
+    finally:
+        child.kill()
+    assert child.returncode != 0
+    folders = versioned_folders(tiny_ml100k)
+    assert any(f.name == "base_model.pkl" for f in folders) and not any(f.name == "duet_swa_model.pkl" for f in folders)
+    for folder in folders:
+        load_latest(folder)  # raises if the newest version is unreadable
+    kedro(tiny_ml100k, "run", "--pipelines=duet", f"--params={TINY},methods=base duet+swa")
+    assert list(pd.read_csv(sorted((tiny_ml100k / REPORTING / "metrics_table.csv").iterdir())[-1]
+                            / "metrics_table.csv")["method"]) == ["base", "duet+swa"]
+
+
+def test_a_failed_run_leaves_the_previous_versions_as_the_ones_loaded(tiny_ml100k: Path) -> None:
+    kedro(tiny_ml100k, "run", "--pipelines=duet", f"--params={TINY},methods=base")
+    before = {f: sorted(f.iterdir()) for f in versioned_folders(tiny_ml100k)}
+    (tiny_ml100k / "src" / "duet_pipeline" / "methods" / "broken.py").write_text(BROKEN_METHOD)
+
+    failed = kedro(tiny_ml100k, "run", "--pipelines=duet", f"--params={TINY},methods=base broken", check=False)
+    output = failed.stdout + failed.stderr
+    assert failed.returncode == 1
+    assert "Error: RuntimeError: the device lost its model" in output
+    assert "Traceback" not in output and "the device lost its model" in (tiny_ml100k / "logs" / "kedro.log").read_text()
+    # Every dataset's versions are those of the first run: the failed run's are set aside.
+    assert {f: sorted(f.iterdir()) for f in versioned_folders(tiny_ml100k)} == before
+    set_aside = list((tiny_ml100k / "data" / "09_failed_runs").rglob("base_model.pkl"))
+    assert len(set_aside) == 2  # <version>/data/06_models/ml-100k/din/base_model.pkl/base_model.pkl
+    with sqlite3.connect(tiny_ml100k / "mlflow.db") as db:
+        runs = db.execute("select name, status, run_uuid from runs order by start_time").fetchall()
+        tags = dict(db.execute("select key, value from tags where run_uuid = ?", (runs[-1][2],)).fetchall())
+    assert [(name, status) for name, status, _ in runs] == [
+        ("ml-100k/din/base", "FINISHED"), ("ml-100k/din/base,broken", "FAILED")]
+    assert tags["outcome"] == "failed" and tags["failed_node"] == "personalize_broken"
+    assert "the device lost its model" in tags["error"]
+    # Resuming loads the first run's complete versions.
+    kedro(tiny_ml100k, "run", "--pipelines=duet", f"--params={TINY},methods=base", "--from-nodes=personalize_base")
