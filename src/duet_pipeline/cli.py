@@ -3,11 +3,14 @@
 Kedro finds this module (``<package>.cli``) and its ``run`` replaces the built-in one.
 It takes every option of Kedro's ``run`` and adds ``--verbose``. A run that fails prints
 one line naming the error (a parameter, a file and line, a dataset), with the full
-traceback written to logs/kedro.log; ``--verbose`` prints the traceback instead.
+traceback written to logs/kedro.log; ``--verbose`` prints the traceback instead. A run
+stopped by SIGINT or SIGTERM ends its MLflow run KILLED and exits 130 or 143
+(:mod:`duet_pipeline.mlflow_runs`).
 """
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import traceback
 from typing import Any
@@ -16,6 +19,7 @@ import click
 from kedro.framework.cli.project import run as kedro_run
 
 from duet_pipeline.console import LOG_FILE
+from duet_pipeline.mlflow_runs import Terminated, end_interrupted_run, terminate_on_signal
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +45,15 @@ def write_traceback(error: BaseException) -> None:
 
 
 def guarded_run(verbose: bool, **options: Any) -> Any:
+    signal.signal(signal.SIGTERM, terminate_on_signal)
     try:
         return kedro_run.callback(**options)
+    except (KeyboardInterrupt, Terminated) as stop:
+        signum = stop.signum if isinstance(stop, Terminated) else signal.SIGINT
+        end_interrupted_run(signum)
+        click.secho(f"Stopped by {signal.Signals(signum).name}: every version saved so far is complete; "
+                    "a rerun (or --from-nodes) continues from them.", fg="yellow", err=True)
+        sys.exit(128 + signum)
     except click.exceptions.Exit:
         raise
     except Exception as error:  # noqa: BLE001 - every failure gets the same one-line report

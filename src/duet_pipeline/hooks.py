@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from duet_pipeline.training.tracking import RUNS_EXPERIMENT_TAGS
-from duet_pipeline.versions import saved_version_folder, set_aside
+from duet_pipeline.mlflow_runs import CURRENT_RUN, close_orphaned_runs, process_tags
+from duet_pipeline.versions import make_atomic, remove_partials, saved_version_folder, set_aside
 
 import mlflow
 from kedro.framework.hooks import hook_impl
@@ -59,7 +60,7 @@ def run_name(params: dict[str, Any], pipeline_names: list[str]) -> str:
     names = pipeline_names or ["__default__"]
     backbone = "all" if "duet_all" in names else params["backbone"]
     methods = params["methods"].split() if isinstance(params["methods"], str) else params["methods"]
-    what = ",".join(methods) if set(names) <= METHOD_PIPELINES else "+".join(names)
+    what = ",".join(methods) if set(names) <= METHOD_PIPELINES else "+".join(sorted(names))  # kedro: a set
     return f"{params['dataset']}/{backbone}/{what}"
 
 
@@ -69,9 +70,11 @@ def comparison_summary(markdown: str, path: str) -> str:
     return f"{quality}\n\nFull comparison: {path}"
 
 
-class RunRecordHook:
+class VersionsHook:
+    """Atomic saves for every versioned dataset, partial leftovers removed at the start, a
+    failed run's versions set aside (:mod:`duet_pipeline.versions`)."""
+
     def __init__(self) -> None:
-        self._failed_node: str | None = None
         self._catalog: Any = None
         self._saved: list[Path] = []  # version folders this run wrote
         self._project = Path.cwd()
@@ -85,23 +88,49 @@ class RunRecordHook:
         self._catalog = catalog
 
     @hook_impl
+    def before_pipeline_run(self) -> None:
+        self._saved = []
+        remove_partials(self._project / "data")
+
+    @hook_impl
+    def before_dataset_saved(self, dataset_name: str) -> None:
+        if self._catalog is not None:
+            make_atomic(self._catalog.get(dataset_name), dataset_name)
+
+    @hook_impl
     def after_dataset_saved(self, dataset_name: str) -> None:
         folder = saved_version_folder(self._catalog.get(dataset_name)) if self._catalog is not None else None
         if folder is not None:
             self._saved.append(folder)
 
+    @hook_impl
+    def on_pipeline_error(self) -> None:
+        set_aside(self._saved, self._project)
+        self._saved = []
+
+
+class RunRecordHook:
+    def __init__(self) -> None:
+        self._failed_node: str | None = None
+
     # trylast: after kedro-mlflow's hook has started the run.
     @hook_impl(trylast=True)
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
-        self._failed_node, self._saved = None, []
+        self._failed_node = None
         run = mlflow.active_run()
         if run is None:
             return
         params = {name: catalog.load(f"params:{name}") for name in ("dataset", "backbone", "methods")}
-        mlflow.set_tag("mlflow.runName", run_name(params, run_params.get("pipeline_names") or []))
+        mlflow.set_tags({"mlflow.runName": run_name(params, run_params.get("pipeline_names") or []),
+                         **process_tags()})
         client = mlflow.MlflowClient()
         for key, value in RUNS_EXPERIMENT_TAGS.items():
             client.set_experiment_tag(run.info.experiment_id, key, value)
+        close_orphaned_runs(client, run.info.experiment_id)
+
+    @hook_impl
+    def before_node_run(self, node: Any) -> None:
+        CURRENT_RUN["node"] = node.name
 
     @hook_impl
     def on_node_error(self, node: Any) -> None:
@@ -113,11 +142,10 @@ class RunRecordHook:
         if mlflow.active_run() is not None:
             mlflow.set_tags({"outcome": "failed", "failed_node": self._failed_node or "-",
                              "error": f"{type(error).__name__}: {error}"[:5000]})
-        set_aside(self._saved, self._project)
-        self._saved = []
 
     @hook_impl
     def after_pipeline_run(self, pipeline: Any, catalog: Any) -> None:
+        CURRENT_RUN["node"] = None
         if mlflow.active_run() is not None:
             mlflow.set_tag("outcome", "finished")
         for name in sorted(pipeline.all_outputs()):

@@ -13,6 +13,6 @@ CONFIG_LOADER_ARGS = {
     "default_run_env": "local",
 }
 
-from duet_pipeline.hooks import MlflowArtifactHook, ParameterCheckHook, RunRecordHook  # noqa: E402
+from duet_pipeline.hooks import MlflowArtifactHook, ParameterCheckHook, RunRecordHook, VersionsHook  # noqa: E402
 
-HOOKS = (ParameterCheckHook(), MlflowArtifactHook(), RunRecordHook())
+HOOKS = (ParameterCheckHook(), VersionsHook(), MlflowArtifactHook(), RunRecordHook())

@@ -1,4 +1,5 @@
-"""Which versions of the catalog's datasets later runs load.
+"""Which versions of the catalog's datasets later runs load: a failed run's are set
+aside, and no save that was cut short ever becomes one (atomic saves, below).
 
 Kedro loads a versioned dataset's newest version folder (``<file>/<version>/<file>``).
 A run that fails has already saved the outputs of the nodes before the failing one under
@@ -11,10 +12,14 @@ they finished is complete, and resuming from them is the point.
 """
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any
+
+from kedro.io.core import DatasetError, Version
 
 logger = logging.getLogger(__name__)
 
@@ -43,3 +48,103 @@ def set_aside(folders: list[Path], project: Path, failed_runs: Path = FAILED_RUN
         logger.warning("The run failed: its %d saved version(s) were set aside under %s; the previous "
                        "versions are the newest again.", len(moved), project / failed_runs / folders[0].name)
     return moved
+
+
+# --------------------------------------------------------------------------- #
+# Atomic saves
+# --------------------------------------------------------------------------- #
+# Kedro writes a version in place (<file>/<version>/<file>) and takes the newest folder
+# holding <file> as the latest version. A save cut short (a crash, a kill, a full disk)
+# would leave a truncated newest version. So every versioned save writes
+# <file>/<version>/.<file>.partial (a file or a folder) and renames it to <file> once
+# complete: until then the version does not exist for Kedro's glob, and the previous one
+# stays the latest. Leftover partials are ignored on load and removed by the next run.
+PARTIAL_SUFFIX = ".partial"
+_ATOMIC_TYPES: dict[type, type] = {}
+
+
+def partial_path(final: Path) -> Path:
+    return final.with_name(f".{final.name}{PARTIAL_SUFFIX}")
+
+
+def make_atomic(dataset: Any, name: str) -> None:
+    """Give a versioned dataset the atomic save (once; unversioned ones are left alone)."""
+    if getattr(dataset, "_version", None) is None or type(dataset) in _ATOMIC_TYPES.values():
+        return
+    dataset.__class__ = _atomic_type(type(dataset))
+    dataset._atomic_name = name
+
+
+def _atomic_type(base: type) -> type:
+    if base not in _ATOMIC_TYPES:
+        raw_save = base.save.__wrapped__  # the type's own save, inside Kedro's versioning wrapper
+
+        def save(self: Any, data: Any) -> None:
+            final = Path(str(self._get_save_path()))  # Kedro's check that the version is new
+            partial = partial_path(final)
+            self._get_save_path = lambda: type(self._filepath)(partial.as_posix())
+            try:
+                raw_save(self, data)
+            except BaseException as error:
+                _remove(partial)
+                if _disk_full(error):  # one line naming the dataset and the space needed
+                    raise DatasetError(disk_full_message(self._atomic_name, final)) from error
+                raise
+            finally:
+                del self._get_save_path
+            os.replace(partial, final)
+            # This run reads back what it wrote, not a newer version another run saved since.
+            self._version = Version(final.parent.name, final.parent.name)
+
+        # Kedro wraps a subclass's own save with its versioning (version resolution, checks).
+        _ATOMIC_TYPES[base] = type(f"Atomic{base.__name__}", (base,), {"save": save, "__module__": base.__module__})
+    return _ATOMIC_TYPES[base]
+
+
+def disk_full_message(name: str, final: Path) -> str:
+    """``name`` could not be saved: the free space here, and about how much it needs (the
+    size of its previous version, the best estimate before the save completes)."""
+    folder = final.parent.parent
+    previous = [v / final.name for v in folder.iterdir() if (v / final.name).exists()] if folder.exists() else []
+    needed = max((_size(p) for p in previous), default=0)
+    free = shutil.disk_usage(folder if folder.exists() else Path.cwd()).free
+    need = f"about {_megabytes(needed)} (its previous version's size)" if needed else "more than is free"
+    return (f"disk full while saving dataset '{name}' to {final} (No space left on device): {_megabytes(free)} free, "
+            f"it needs {need}; "
+            f"free some space and run again (the previous version stays the latest)")
+
+
+def remove_partials(data: Path) -> list[Path]:
+    """Delete partial saves left by interrupted runs, and version folders they leave empty."""
+    removed = sorted(data.rglob(f".*{PARTIAL_SUFFIX}")) if data.exists() else []
+    for path in removed:
+        _remove(path)
+        if path.parent.is_dir() and not any(path.parent.iterdir()):
+            path.parent.rmdir()
+    if removed:
+        logger.info("Removed %d partial save(s) left by an interrupted run", len(removed))
+    return removed
+
+
+def _disk_full(error: BaseException | None) -> bool:
+    """ENOSPC anywhere in the chain (datasets wrap the writer's OSError in their own error)."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists():
+        path.unlink()
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"

@@ -1,7 +1,8 @@
 """What a ``kedro run`` guarantees, each proved on a real run in a project copy: the same
-seed gives the same metrics; a run killed during training leaves every dataset's newest
-version loadable and a rerun completes; a run that fails leaves the previous versions as
-the ones loaded, reports one line, and is tagged as failed in MLflow."""
+seed gives the same metrics; a run stopped during training (SIGINT, SIGTERM, SIGKILL)
+ends KILLED in MLflow (SIGKILL: at the next run), leaves every dataset's newest version
+loadable, and a rerun completes; a run that fails leaves the previous versions as the
+ones loaded, reports one line, and is tagged as failed in MLflow."""
 from __future__ import annotations
 
 import json
@@ -57,30 +58,54 @@ def test_the_same_seed_gives_bit_identical_metrics(tiny_ml100k: Path) -> None:
     assert tables[0].read_bytes() == tables[1].read_bytes()  # ...with the same bytes
 
 
-@pytest.mark.parametrize("sent", [signal.SIGTERM, signal.SIGKILL])
-def test_a_run_killed_during_training_leaves_loadable_versions_and_a_rerun_completes(
-    tiny_ml100k: Path, sent: signal.Signals
-) -> None:
-    command = [KEDRO, "run", "--pipelines=duet", f"--params={TINY},training.max_epochs=500,training.patience=500,methods=base duet+swa"]
-    child = subprocess.Popen(command, cwd=tiny_ml100k, env=project_env(tiny_ml100k), stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
+def mlflow_runs(project: Path) -> list[tuple[str, str, dict[str, str]]]:
+    """(name, status, tags) of every run, oldest first."""
+    with sqlite3.connect(project / "mlflow.db") as db:
+        runs = db.execute("select name, status, run_uuid from runs order by start_time").fetchall()
+        return [(name, status, dict(db.execute("select key, value from tags where run_uuid = ?", (uuid,)).fetchall()))
+                for name, status, uuid in runs]
+
+
+def start_and_stop(project: Path, sent: signal.Signals) -> int:
+    """Start a long ``kedro run``, send ``sent`` while DUET trains (the samples are saved)."""
+    command = [KEDRO, "run", "--pipelines=duet",
+               f"--params={TINY},training.max_epochs=500,training.patience=500,methods=duet+swa"]
+    # A child of a non-interactive shell inherits an ignored SIGINT: restore the default.
+    child = subprocess.Popen(command, cwd=project, env=project_env(project), stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         for line in child.stdout:
-            if "Running node: train_duet_swa_model" in line:  # base_model is saved, DUET is training
+            if "Running node: train_duet_swa_model" in line:
                 break
         time.sleep(1.0)
         child.send_signal(sent)
-        child.wait(timeout=60)
+        child.communicate(timeout=60)
     finally:
         child.kill()
-    assert child.returncode != 0
+    return child.returncode
+
+
+@pytest.mark.parametrize("sent,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGKILL, -9)])
+def test_a_run_stopped_during_training_ends_killed_keeps_loadable_versions_and_a_rerun_completes(
+    tiny_ml100k: Path, sent: signal.Signals, status: int
+) -> None:
+    assert start_and_stop(tiny_ml100k, sent) == status
     folders = versioned_folders(tiny_ml100k)
-    assert any(f.name == "base_model.pkl" for f in folders) and not any(f.name == "duet_swa_model.pkl" for f in folders)
+    assert any(f.name == "train_samples.parquet" for f in folders)
+    assert not any(f.name == "duet_swa_model.pkl" for f in folders)
     for folder in folders:
         load_latest(folder)  # raises if the newest version is unreadable
-    kedro(tiny_ml100k, "run", "--pipelines=duet", f"--params={TINY},methods=base duet+swa")
+    [(_, stopped, tags)] = mlflow_runs(tiny_ml100k)
+    if sent == signal.SIGKILL:  # nothing ran at the kill: the next run closes it
+        assert stopped == "RUNNING" and tags["pid"].isdigit()
+    else:
+        assert stopped == "KILLED" and tags["outcome"] == f"killed by {sent.name}"
+        assert tags["interrupted_at_node"] == "train_duet_swa_model"
+    kedro(tiny_ml100k, "run", "--pipelines=duet", f"--params={TINY},methods=duet+swa")
     assert list(pd.read_csv(sorted((tiny_ml100k / REPORTING / "metrics_table.csv").iterdir())[-1]
-                            / "metrics_table.csv")["method"]) == ["base", "duet+swa"]
+                            / "metrics_table.csv")["method"]) == ["duet+swa"]
+    assert [status for _, status, _ in mlflow_runs(tiny_ml100k)] == ["KILLED", "FINISHED"]
 
 
 def test_a_failed_run_leaves_the_previous_versions_as_the_ones_loaded(tiny_ml100k: Path) -> None:
@@ -97,9 +122,8 @@ def test_a_failed_run_leaves_the_previous_versions_as_the_ones_loaded(tiny_ml100
     assert {f: sorted(f.iterdir()) for f in versioned_folders(tiny_ml100k)} == before
     set_aside = list((tiny_ml100k / "data" / "09_failed_runs").rglob("base_model.pkl"))
     assert len(set_aside) == 2  # <version>/data/06_models/ml-100k/din/base_model.pkl/base_model.pkl
-    with sqlite3.connect(tiny_ml100k / "mlflow.db") as db:
-        runs = db.execute("select name, status, run_uuid from runs order by start_time").fetchall()
-        tags = dict(db.execute("select key, value from tags where run_uuid = ?", (runs[-1][2],)).fetchall())
+    runs = mlflow_runs(tiny_ml100k)
+    tags = runs[-1][2]
     assert [(name, status) for name, status, _ in runs] == [
         ("ml-100k/din/base", "FINISHED"), ("ml-100k/din/base,broken", "FAILED")]
     assert tags["outcome"] == "failed" and tags["failed_node"] == "personalize_broken"
