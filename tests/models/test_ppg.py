@@ -345,6 +345,16 @@ def test_unknown_position_weights_lists_choices():
         duet_model(position_weights="cubic")
 
 
+@pytest.mark.parametrize("kind", ["smooth", "exp", "gaussian"])
+def test_a_model_saved_before_the_bounded_parametrisation_still_loads(kind):
+    """Old bundles stored the formula values (``alpha``, ...), not the learnt raw tensors."""
+    old = {"alpha": torch.tensor(0.7), "beta": torch.tensor(2.0), "mu": torch.tensor(3.0), "sigma": torch.tensor(0.9)}
+    pw = PositionWeights(kind, L)
+    pw.load_state_dict(old)
+    for name, value in old.items():
+        assert getattr(pw, name).item() == pytest.approx(value.item(), rel=1e-6)
+
+
 def test_position_weights_enter_the_ppg():
     """head_weights(history) = PPG on hand-scaled embeddings (linear: (pos+1)/L)."""
     model = duet_model(position_weights="linear").eval()

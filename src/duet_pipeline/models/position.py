@@ -62,11 +62,23 @@ class PositionWeights(nn.Module):
     def set_(self, **values: float) -> None:
         """Assign formula values (a bounded one must lie above its bound)."""
         for name, value in values.items():
-            if name in self.bounds:
-                if value <= self.bounds[name]:
-                    raise ValueError(f"{self.kind} position weights: {name} = {value} must be > {self.bounds[name]:.4g}")
-                value = float(torch.log(torch.expm1(torch.tensor(value - self.bounds[name], dtype=torch.float64))))
-            self.raw[name].fill_(value)
+            self.raw[name].fill_(self._raw(name, float(value)))
+
+    def _raw(self, name: str, value: float) -> float:
+        if name not in self.bounds:
+            return value
+        if value <= self.bounds[name]:
+            raise ValueError(f"{self.kind} position weights: {name} = {value} must be > {self.bounds[name]:.4g}")
+        return float(torch.log(torch.expm1(torch.tensor(value - self.bounds[name], dtype=torch.float64))))
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object) -> None:
+        # Models saved before the bounded parametrisation stored the formula values under
+        # <prefix>alpha etc.: convert them, so those bundles still load.
+        for name in list(self.raw):
+            if prefix + name in state_dict:
+                value = float(state_dict.pop(prefix + name))
+                state_dict[f"{prefix}raw.{name}"] = torch.tensor(self._raw(name, value))
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     alpha = property(lambda self: self.value("alpha"))
     beta = property(lambda self: self.value("beta"))
