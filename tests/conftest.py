@@ -7,8 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
 import pytest
 import torch
+from nbclient import NotebookClient
 
 from duet_pipeline.data.synthetic import generate_ratings, write_ratings
 from duet_pipeline.methods.finetune import FinetuneConfig
@@ -98,6 +100,23 @@ def project_env(project: Path) -> dict[str, str]:
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "PYTHONPATH": str(project / "src")}
     env.pop("DUET_DATA_DIR", None)
     return env
+
+
+def latest_version(path: Path) -> Path:
+    """The newest version file of a versioned dataset folder."""
+    versions = sorted(path.iterdir())
+    assert versions, f"no versions under {path}"
+    return versions[-1] / path.name
+
+
+def execute_compare_runs(tracking_uri: str, monkeypatch: pytest.MonkeyPatch) -> tuple[list[dict], str]:
+    """Execute notebooks/compare_runs.ipynb on ``tracking_uri``: its outputs and their text."""
+    monkeypatch.setenv("DUET_TRACKING_URI", tracking_uri)
+    notebook = nbformat.read(REPO_ROOT / "notebooks" / "compare_runs.ipynb", as_version=4)
+    NotebookClient(notebook, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(REPO_ROOT / "notebooks")}}).execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    return outputs, "\n".join(o.get("text", "") or o.get("data", {}).get("text/plain", "") for o in outputs)
 
 
 def kedro(project: Path, *args: str, check: bool = True, env: dict[str, str] | None = None

@@ -9,7 +9,6 @@ stopped by SIGINT or SIGTERM ends its MLflow run KILLED and exits 130 or 143
 """
 from __future__ import annotations
 
-import logging
 import signal
 import sys
 import traceback
@@ -20,8 +19,6 @@ from kedro.framework.cli.project import run as kedro_run
 
 from duet_pipeline.console import LOG_FILE
 from duet_pipeline.mlflow_runs import Terminated, end_interrupted_run, terminate_on_signal
-
-logger = logging.getLogger(__name__)
 
 
 @click.group(name="duet-pipeline")

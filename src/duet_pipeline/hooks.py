@@ -22,12 +22,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from duet_pipeline.training.tracking import RUNS_EXPERIMENT_TAGS
-from duet_pipeline.mlflow_runs import CURRENT_RUN, close_orphaned_runs, process_tags
-from duet_pipeline.versions import make_atomic, remove_partials, saved_version_folder, set_aside
-
 import mlflow
 from kedro.framework.hooks import hook_impl
+
+from duet_pipeline.mlflow_runs import CURRENT_RUN, close_orphaned_runs, process_tags
+from duet_pipeline.training.tracking import RUNS_EXPERIMENT_TAGS
+from duet_pipeline.versions import make_atomic, remove_partials, saved_version_folder, set_aside
 
 logger = logging.getLogger(__name__)
 
@@ -55,13 +55,11 @@ SUMMARY_OUTPUT = "comparison_markdown"
 METHOD_PIPELINES = {"__default__", "duet", "duet_all"}
 
 
-def run_name(params: dict[str, Any], pipeline_names: list[str]) -> str:
+def run_name(dataset: str, backbone: str, methods: list[str], pipeline_names: list[str]) -> str:
     """``<dataset>/<backbone>/<methods>``: what the run compared, so runs tell apart."""
     names = pipeline_names or ["__default__"]
-    backbone = "all" if "duet_all" in names else params["backbone"]
-    methods = params["methods"].split() if isinstance(params["methods"], str) else params["methods"]
     what = ",".join(methods) if set(names) <= METHOD_PIPELINES else "+".join(sorted(names))  # kedro: a set
-    return f"{params['dataset']}/{backbone}/{what}"
+    return f"{dataset}/{'all' if 'duet_all' in names else backbone}/{what}"
 
 
 def comparison_summary(markdown: str, path: str) -> str:
@@ -120,9 +118,12 @@ class RunRecordHook:
         run = mlflow.active_run()
         if run is None:
             return
-        params = {name: catalog.load(f"params:{name}") for name in ("dataset", "backbone", "methods")}
-        mlflow.set_tags({"mlflow.runName": run_name(params, run_params.get("pipeline_names") or []),
-                         **process_tags()})
+        from duet_pipeline.pipelines import selection  # recorded by ParameterCheckHook
+
+        chosen = selection.current()
+        name = run_name(catalog.load("params:dataset"), chosen.backbone, [m.name for m in chosen.methods],
+                        run_params.get("pipeline_names") or [])
+        mlflow.set_tags({"mlflow.runName": name, **process_tags()})
         client = mlflow.MlflowClient()
         for key, value in RUNS_EXPERIMENT_TAGS.items():
             client.set_experiment_tag(run.info.experiment_id, key, value)

@@ -110,8 +110,7 @@ def disk_full_message(name: str, final: Path) -> str:
     free = shutil.disk_usage(folder if folder.exists() else Path.cwd()).free
     need = f"about {_megabytes(needed)} (its previous version's size)" if needed else "more than is free"
     return (f"disk full while saving dataset '{name}' to {final} (No space left on device): {_megabytes(free)} free, "
-            f"it needs {need}; "
-            f"free some space and run again (the previous version stays the latest)")
+            f"it needs {need}; free some space and run again (the previous version stays the latest)")
 
 
 def remove_partials(data: Path) -> list[Path]:

@@ -7,12 +7,10 @@ import sys
 from pathlib import Path
 
 import mlflow
-import nbformat
 import pandas as pd
 import pytest
-from nbclient import NotebookClient
 
-from conftest import REPO_ROOT, make_project_copy
+from conftest import REPO_ROOT, execute_compare_runs, make_project_copy
 from duet_pipeline.data.synthetic import generate_ratings, write_ratings
 
 GRID = REPO_ROOT / "benchmarks" / "grid.py"
@@ -99,12 +97,7 @@ def test_a_second_run_skips_finished_cells(grid_project) -> None:
 
 def test_notebook_reads_the_runs_back(grid_project, monkeypatch: pytest.MonkeyPatch) -> None:
     root, _ = grid_project
-    monkeypatch.setenv("DUET_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-    notebook = nbformat.read(REPO_ROOT / "notebooks" / "compare_runs.ipynb", as_version=4)
-    NotebookClient(notebook, timeout=300, kernel_name="python3",
-                   resources={"metadata": {"path": str(REPO_ROOT / "notebooks")}}).execute()
-    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
-    text = "\n".join(o.get("text", "") or o.get("data", {}).get("text/plain", "") for o in outputs)
+    outputs, text = execute_compare_runs(f"sqlite:///{root / 'mlflow.db'}", monkeypatch)
     assert "8 cells" in text
     table = next(o["data"]["text/html"] for o in outputs if "text/html" in o.get("data", {}))
     for method in METHODS.split(","):

@@ -10,17 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import add_toy_method, kedro
+from conftest import add_toy_method, kedro, latest_version
 from duet_pipeline.models.backbones import BACKBONES
 
 TINY = "dataset=ml-100k,training.max_epochs=2,training.progress=false,personalization.finetune.progress=false"
-
-
-def latest_version(path: Path) -> Path:
-    """The newest version file of a versioned dataset folder."""
-    versions = sorted(path.iterdir())
-    assert versions, f"no versions under {path}"
-    return versions[-1] / path.name
 
 
 def test_data_pipelines_write_versioned_samples(tiny_ml100k: Path) -> None:

@@ -13,12 +13,10 @@ import subprocess
 import time
 from pathlib import Path
 
-import nbformat
 import pandas as pd
 import pytest
-from nbclient import NotebookClient
 
-from conftest import KEDRO, REPO_ROOT, kedro, project_env
+from conftest import KEDRO, execute_compare_runs, kedro, latest_version, project_env
 
 TINY = "dataset=ml-100k,training.max_epochs=1,training.progress=false,personalization.finetune.progress=false"
 ONE_THREAD = {"DUET_THREADS": "1"}  # bit-reproducible (two threads reorder float sums)
@@ -56,8 +54,7 @@ def test_the_same_seed_gives_bit_identical_metrics_and_the_notebook_reads_the_ru
     tables = []
     for _ in range(2):
         kedro(tiny_ml100k, "run", "--pipelines=duet", f"--params={TINY},methods=base duet+swa", env=ONE_THREAD)
-        folder = tiny_ml100k / REPORTING / "metrics_table.csv"
-        tables.append(sorted(folder.iterdir())[-1] / folder.name)
+        tables.append(latest_version(tiny_ml100k / REPORTING / "metrics_table.csv"))
     assert tables[0] != tables[1]  # two versions...
     assert tables[0].read_bytes() == tables[1].read_bytes()  # ...with the same bytes
     notebook_reads_the_kedro_runs(tiny_ml100k, monkeypatch)
@@ -65,12 +62,7 @@ def test_the_same_seed_gives_bit_identical_metrics_and_the_notebook_reads_the_ru
 
 def notebook_reads_the_kedro_runs(tiny_ml100k: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """notebooks/compare_runs.ipynb on a project with `kedro run`s only (no grid)."""
-    monkeypatch.setenv("DUET_TRACKING_URI", f"sqlite:///{tiny_ml100k / 'mlflow.db'}")
-    notebook = nbformat.read(REPO_ROOT / "notebooks" / "compare_runs.ipynb", as_version=4)
-    NotebookClient(notebook, timeout=300, kernel_name="python3",
-                   resources={"metadata": {"path": str(REPO_ROOT / "notebooks")}}).execute()
-    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
-    text = "\n".join(o.get("text", "") or o.get("data", {}).get("text/plain", "") for o in outputs)
+    outputs, text = execute_compare_runs(f"sqlite:///{tiny_ml100k / 'mlflow.db'}", monkeypatch)
     assert "2 cells: {('ml-100k', 'din'): 2}" in text  # no grid; the latest run of each method
     table = next(o["data"]["text/html"] for o in outputs if "text/html" in o.get("data", {}))
     assert "duet+swa" in table and "base" in table
@@ -122,8 +114,7 @@ def test_a_run_stopped_during_training_ends_killed_keeps_loadable_versions_and_a
         assert stopped == "KILLED" and tags["outcome"] == f"killed by {sent.name}"
         assert tags["interrupted_at_node"] == "train_duet_swa_model"
     kedro(tiny_ml100k, "run", "--pipelines=duet", f"--params={TINY},methods=duet+swa")
-    assert list(pd.read_csv(sorted((tiny_ml100k / REPORTING / "metrics_table.csv").iterdir())[-1]
-                            / "metrics_table.csv")["method"]) == ["duet+swa"]
+    assert list(pd.read_csv(latest_version(tiny_ml100k / REPORTING / "metrics_table.csv"))["method"]) == ["duet+swa"]
     assert [status for _, status, _ in mlflow_runs(tiny_ml100k)] == ["KILLED", "FINISHED"]
 
 
