@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export KEDRO_DISABLE_TELEMETRY := true
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test viz notebook mlflow-ui serve simulate-devices benchmark benchmark-kedro-run benchmark-data benchmark-training benchmark-duet benchmark-step benchmark-speed clean-outputs
+.PHONY: run test viz notebook mlflow-ui serve simulate-devices benchmark benchmark-kedro-run benchmark-data benchmark-training benchmark-duet benchmark-step benchmark-speed benchmark-scale clean-outputs
 
 DATASET ?= ml-100k
 GRID_ARGS ?=
@@ -64,6 +64,9 @@ benchmark-duet: $(VENV)/.installed  ## base vs finetune vs DUET on ml-100k, ever
 
 benchmark-step: $(VENV)/.installed  ## training-step rows/s per backbone, base and duet+swa, on ml-100k
 	$(BIN)/python benchmarks/bench_training_step.py --section training_step
+
+benchmark-scale: $(VENV)/.installed-dev  ## pandas vs Spark data stages, streaming + DDP training at synthetic-1m/5m/25m (resumable)
+	$(BIN)/python benchmarks/bench_scale.py $(SCALE_ARGS)
 
 benchmark-speed: $(VENV)/.installed  ## every speed figure (training, evaluation, kedro run, RSS, fine-tune, side by side)
 	$(BIN)/python benchmarks/bench_speed.py $(SPEED_ARGS)

@@ -22,7 +22,7 @@ from duet_pipeline.features.samples import FeatureParams, make_samples
 from duet_pipeline.project import load_parameters
 
 ML1M_SHAPE = dict(num_users=6_040, num_items=3_706, num_rows=1_000_209)
-FEATURES = FeatureParams.from_params(load_parameters()["features"]).model_dump()
+FEATURES = FeatureParams.from_params(load_parameters()["features"]).sample_options()
 
 
 def library_seconds(ratings_path: Path, dataset: str) -> tuple[float, dict[str, int]]:

@@ -58,7 +58,7 @@ def ml100k_setup():
     params = load_parameters()
     interactions = read_ratings(data_dir() / "ml-100k" / "u.data", "ml-100k")
     item_index = build_item_index(interactions)
-    samples = make_samples(interactions, item_index, **FeatureParams.from_params(params["features"]).model_dump())
+    samples = make_samples(interactions, item_index, **FeatureParams.from_params(params["features"]).sample_options())
     train, test = to_tensors(samples["train"]), to_tensors(samples["test"])
     config = TrainingConfig.from_params(params["training"])
     order = shuffled_order(history_groups(train), torch.Generator().manual_seed(config.seed))

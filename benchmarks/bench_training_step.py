@@ -80,7 +80,7 @@ def main() -> None:
     params = load_parameters()
     interactions = read_ratings(data_dir() / "ml-100k" / "u.data", "ml-100k")
     item_index = build_item_index(interactions)
-    samples = make_samples(interactions, item_index, **FeatureParams.from_params(params["features"]).model_dump())
+    samples = make_samples(interactions, item_index, **FeatureParams.from_params(params["features"]).sample_options())
     train = to_tensors(samples["train"])
     num_items = int(item_index["item_index"].max())
     config = TrainingConfig.from_params(params["training"])

@@ -31,7 +31,7 @@ from duet_pipeline.training.tensors import to_tensors
 def load_ml100k(params: dict):
     interactions = read_ratings(data_dir() / "ml-100k" / "u.data", "ml-100k")
     item_index = build_item_index(interactions)
-    samples = make_samples(interactions, item_index, **FeatureParams.from_params(params["features"]).model_dump())
+    samples = make_samples(interactions, item_index, **FeatureParams.from_params(params["features"]).sample_options())
     return item_index, {split: to_tensors(frame) for split, frame in samples.items()}
 
 

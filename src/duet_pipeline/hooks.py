@@ -2,7 +2,8 @@
 
 ``ParameterCheckHook`` parses every parameter block when Kedro creates the context,
 so a wrong key, type or range fails before any data stage runs (and before an MLflow
-run is opened), and records the run's selection of methods for the pipelines.
+run is opened), and records the run's selection of methods for the pipelines. ``SparkHook`` starts the
+Spark session when the run chose the spark engine.
 
 kedro-mlflow's ``MlflowArtifactDataset`` gives its wrapped dataset a save version of
 its own, which Kedro 1.x rejects for versioned datasets ("All datasets in the catalog
@@ -47,6 +48,37 @@ class ParameterCheckHook:
             from kedro.framework.project import PACKAGE_NAME, pipelines
 
             pipelines.configure(f"{PACKAGE_NAME}.pipeline_registry")
+
+
+class SparkHook:
+    """Kedro's PySpark integration, only for ``features.engine: spark``: the session from
+    conf/base/spark.yml when the context is created, and the Spark datasets of
+    conf/base/datasets_spark.yml in the catalog."""
+
+    def __init__(self) -> None:
+        self._datasets: dict[str, Any] = {}
+
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        from duet_pipeline.pipelines import selection
+
+        self._datasets = {}
+        if selection.current().engine == "spark":
+            from duet_pipeline.spark_session import start_spark
+
+            start_spark(context.config_loader["spark"])
+            self._datasets = context.config_loader["spark_catalog"]
+
+    @hook_impl(tryfirst=True)
+    def after_catalog_created(self, catalog: Any, save_version: str, load_versions: dict[str, str]) -> None:
+        if not self._datasets:
+            return
+        from kedro.io import DataCatalog
+
+        entries = {name: entry for name, entry in self._datasets.items() if not name.startswith("_")}
+        added = DataCatalog.from_config(entries, save_version=save_version, load_versions=load_versions)
+        for name in entries:
+            catalog[name] = added.get(name)
 
 
 # Outputs a run prints at its end (a namespaced pipeline has one per namespace).

@@ -11,8 +11,12 @@ CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
+    # features.engine=spark (hooks.SparkHook): the session (spark.yml) and the
+    # feature stage's datasets as Spark DataFrames (datasets_spark.yml).
+    "config_patterns": {"spark": ["spark*", "spark*/**"], "spark_catalog": ["datasets_spark*"]},
 }
 
-from duet_pipeline.hooks import MlflowArtifactHook, ParameterCheckHook, RunRecordHook, VersionsHook  # noqa: E402
+from duet_pipeline.hooks import (  # noqa: E402
+    MlflowArtifactHook, ParameterCheckHook, RunRecordHook, SparkHook, VersionsHook)
 
-HOOKS = (ParameterCheckHook(), VersionsHook(), MlflowArtifactHook(), RunRecordHook())
+HOOKS = (ParameterCheckHook(), SparkHook(), VersionsHook(), MlflowArtifactHook(), RunRecordHook())

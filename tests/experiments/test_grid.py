@@ -147,7 +147,7 @@ def test_user_groups_count_train_positives_and_test_window_length() -> None:
     history = torch.tensor([[0] * (4 - u) + [5] * u for u in (1, 2, 3, 4) for _ in range(3)])
     test_users = torch.tensor([u for u in (1, 2, 3, 4) for _ in range(3)])
     test = SampleTensors(test_users, history, torch.ones(12, dtype=torch.long), torch.tensor([1.0, 0.0, 0.0] * 4))
-    groups = user_groups(GridData(train, train, test, None, 10), bins=2).set_index("user_id")
+    groups = user_groups(GridData(train, train, test, 10), bins=2).set_index("user_id")
     assert groups["train_positives"].to_dict() == positives
     assert groups["history_length"].to_dict() == {1: 1, 2: 2, 3: 3, 4: 4}
     assert groups.loc[1, "activity"] == groups.loc[2, "activity"] != groups.loc[4, "activity"]

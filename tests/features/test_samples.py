@@ -18,15 +18,14 @@ from hypothesis import strategies as st
 from scipy.stats import chisquare
 
 from duet_pipeline.data.movielens import build_item_index, read_ratings
+from duet_pipeline.features.negatives import keyed_negatives, user_item_keys
 from duet_pipeline.features.samples import (
     SAMPLE_COLUMNS,
-    history_matrix,
+    list_matrix,
     make_samples,
-    sample_negatives,
     samples_frame,
     sliding_windows,
     split_leave_one_out,
-    user_item_keys,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -113,23 +112,28 @@ def brute_force_positives(
     return out
 
 
-def histories(frame: pd.DataFrame, max_seq_len: int) -> np.ndarray:
-    """history_matrix, except for empty frames (a known limitation, see the xfail test)."""
-    if len(frame) == 0:
-        return np.zeros((0, max_seq_len), dtype=np.int64)
-    return history_matrix(frame)
-
-
 def frame_positives(frame: pd.DataFrame) -> list[tuple[int, tuple[int, ...], int]]:
+    """The stored positives as sorted (user, history, target) tuples (one per row)."""
     if len(frame) == 0:
         return []
-    history = history_matrix(frame)
-    labels = frame["label"].to_numpy()
+    history = list_matrix(frame, "history")
     return sorted(
         (int(u), tuple(int(x) for x in h), int(t))
-        for u, h, t, lab in zip(frame["user_id"], history, frame["target_item"], labels)
-        if lab == 1
+        for u, h, t in zip(frame["user_id"], history, frame["target_item"])
     )
+
+
+def model_rows(frame: pd.DataFrame, width: int, k: int):
+    """(user, history, item, label) rows as training/tensors.expand makes them, in numpy:
+    each positive followed by its k negatives, sharing its user and history."""
+    history = list_matrix(frame, "history", width=width)
+    negatives = list_matrix(frame, "negatives", width=k)
+    group = k + 1
+    items = np.concatenate([frame["target_item"].to_numpy(np.int64)[:, None], negatives], axis=1)
+    labels = np.zeros((len(frame), group), dtype=np.int8)
+    labels[:, 0] = 1
+    return (np.repeat(frame["user_id"].to_numpy(np.int64), group),
+            np.repeat(history, group, axis=0), items.reshape(-1), labels.reshape(-1))
 
 
 def feasible(interactions: pd.DataFrame, min_users: int, k: int) -> bool:
@@ -163,6 +167,8 @@ HYPOTHESIS_SETTINGS = settings(
     min_users=st.sampled_from([1, 2, 3, 3, 4]),
 )
 def test_make_samples_matches_brute_force(table, max_seq_len, min_users):
+    """Positives equal the brute force; negatives are distinct, unseen and from items that
+    occur; histories left-padded and causal; split sizes as PROTOCOL 2.5-2.6 says."""
     interactions, item_index = table
     assume(feasible(interactions, min_users, max(SMALL_NEGATIVES.values())))
     samples = make_samples(
@@ -186,40 +192,41 @@ def test_make_samples_matches_brute_force(table, max_seq_len, min_users):
         # Windows, split membership and re-indexing agree with the brute force.
         assert frame_positives(frame) == sorted(expected[split])
 
-        group = k + 1
-        assert len(frame) % group == 0
-        history = histories(frame, max_seq_len)
+        history = list_matrix(frame, "history", width=max_seq_len)
+        negatives = list_matrix(frame, "negatives", width=k)
         assert history.shape == (len(frame), max_seq_len)
+        assert negatives.shape == (len(frame), k)
         users = frame["user_id"].to_numpy()
         targets = frame["target_item"].to_numpy()
-        labels = frame["label"].to_numpy()
-        for start in range(0, len(frame), group):
-            rows = slice(start, start + group)
-            # Each positive is followed directly by its k negatives, same user and history.
-            assert labels[rows].tolist() == [1] + [0] * k
-            assert (users[rows] == users[start]).all()
-            assert (history[rows] == history[start]).all()
-            negatives = targets[start + 1:start + group]
-            user = int(users[start])
-            assert len(set(negatives.tolist())) == k  # distinct within the group
-            assert not set(negatives.tolist()) & user_items[user]  # never seen, whole history
-            assert set(negatives.tolist()) <= occurring  # only items that occur
+        for user, row in zip(users.tolist(), negatives.tolist()):
+            assert len(set(row)) == k  # distinct within the positive's negatives
+            assert not set(row) & user_items[user]  # never seen, whole history
+            assert set(row) <= occurring  # only items that occur
+
+        # The model rows: each positive followed directly by its k negatives, same user
+        # and history.
+        row_users, row_history, row_items, labels = model_rows(frame, max_seq_len, k)
+        assert len(labels) == len(frame) * (k + 1)
+        assert labels.tolist() == ([1] + [0] * k) * len(frame)
+        assert (row_items[labels == 1] == targets).all()
+        assert (row_items[labels == 0] == negatives.reshape(-1)).all()
+        assert (row_users.reshape(-1, k + 1) == users[:, None]).all()
+        assert (row_history.reshape(len(frame), k + 1, -1) == history[:, None, :]).all()
 
         # Left padding and causality, stated directly.
-        for h, t in zip(history[labels == 1], targets[labels == 1]):
+        for h, t in zip(history, targets):
             real = h[h > 0]
             assert (h[: max_seq_len - len(real)] == 0).all()
             assert t not in set(real.tolist())
 
     # Split sizes (users below min_user_interactions dropped first).
-    n_train = samples["train"]["label"].sum()
-    assert n_train == sum(max(n - 3, 0) for n in kept)
-    assert samples["validation"]["label"].sum() == sum(1 for n in kept if n >= 3)
-    assert samples["test"]["label"].sum() == sum(1 for n in kept if n >= 2)
+    assert len(samples["train"]) == sum(max(n - 3, 0) for n in kept)
+    assert len(samples["validation"]) == sum(1 for n in kept if n >= 3)
+    assert len(samples["test"]) == sum(1 for n in kept if n >= 2)
     assert set(samples["test"]["user_id"]) == set(kept[kept >= 2].index)
     if min_users >= 3:
         for split in ("validation", "test"):
-            per_user = samples[split].groupby("user_id")["label"].sum()
+            per_user = samples[split].groupby("user_id").size()
             assert (per_user == 1).all()
             assert set(per_user.index) == set(kept.index)
 
@@ -227,7 +234,8 @@ def test_make_samples_matches_brute_force(table, max_seq_len, min_users):
 @HYPOTHESIS_SETTINGS
 @given(table=interaction_tables(), shuffle_seed=st.integers(0, 2**32 - 1))
 def test_make_samples_ignores_frame_row_order(table, shuffle_seed):
-    """Ties are broken by ``row_order`` (the file order), not by the frame's row positions."""
+    """Ties are broken by ``row_order`` (the file order), not by the frame's row positions,
+    and the keyed negatives do not depend on it either: the frames are equal."""
     interactions, item_index = table
     assume(feasible(interactions, 3, 4))
     shuffled = interactions.sample(frac=1.0, random_state=shuffle_seed % 2**32).reset_index(
@@ -237,11 +245,13 @@ def test_make_samples_ignores_frame_row_order(table, shuffle_seed):
     b = make_samples(shuffled, item_index, 3, 3, None, SMALL_NEGATIVES, seed=5)
     for split in SPLITS:
         assert frame_positives(a[split]) == frame_positives(b[split])
+        pd.testing.assert_frame_equal(a[split], b[split])
 
 
 @HYPOTHESIS_SETTINGS
 @given(table=interaction_tables())
 def test_make_samples_same_seed_same_frames(table):
+    """The same input and seed give equal frames, negatives included."""
     interactions, item_index = table
     assume(feasible(interactions, 3, 4))
     a = make_samples(interactions, item_index, 4, 3, None, SMALL_NEGATIVES, seed=61)
@@ -262,29 +272,27 @@ def _wide_table(n_users: int = 6, n_clicks: int = 12, n_items: int = 200, seed: 
 
 
 def test_different_seed_gives_different_negatives_same_positives():
+    """Another seed changes every split's negatives and none of its positives."""
     interactions, item_index = _wide_table()
     negatives = {"train": 4, "validation": 20, "test": 20}
     a = make_samples(interactions, item_index, 5, 3, None, negatives, seed=1)
     b = make_samples(interactions, item_index, 5, 3, None, negatives, seed=2)
     for split in SPLITS:
         assert frame_positives(a[split]) == frame_positives(b[split])
-        assert not np.array_equal(a[split]["target_item"], b[split]["target_item"])
+        assert not np.array_equal(
+            list_matrix(a[split], "negatives"), list_matrix(b[split], "negatives")
+        )
 
 
 def test_changing_one_split_count_keeps_other_splits_negatives():
-    """make_samples docstring: each split draws from its own child seed."""
+    """make_samples docstring: each split draws from its own keyed stream."""
     interactions, item_index = _wide_table()
     a = make_samples(interactions, item_index, 5, 3, None, {"train": 4, "validation": 20, "test": 20}, seed=3)
     b = make_samples(interactions, item_index, 5, 3, None, {"train": 4, "validation": 7, "test": 20}, seed=3)
     pd.testing.assert_frame_equal(a["train"], b["train"])
     pd.testing.assert_frame_equal(a["test"], b["test"])
-    assert len(b["validation"]) == 6 * 8
-
-
-def test_missing_split_in_negatives_is_a_clear_error():
-    interactions, item_index = _wide_table()
-    with pytest.raises(ValueError, match="validation"):
-        make_samples(interactions, item_index, 5, 3, None, {"train": 4, "test": 20}, seed=3)
+    assert len(b["validation"]) == 6
+    assert list_matrix(b["validation"], "negatives").shape == (6, 7)
 
 
 def test_ties_keep_file_order_and_items_reindexed_by_raw_id():
@@ -376,14 +384,15 @@ def test_split_leave_one_out_on_ordered_frame():
     assert splits["test"].history.tolist() == [[13, 14], [21, 22]]
 
 
-def test_sample_negatives_is_uniform_over_unseen_ordered_tuples():
-    # User 0 saw items 2, 5, 7 of candidates 1..8: 5 unseen items, 5*4*3 = 60 ordered tuples.
+def test_keyed_negatives_are_uniform_over_unseen_ordered_tuples():
+    """Across keys (300 users x 100 click positions), a row of 3 negatives is uniform over
+    the 5*4*3 = 60 ordered tuples of the unseen items: users saw 2, 5, 7 of 1..8."""
     num_items = 8
-    seen = user_item_keys(np.zeros(3, dtype=np.int64), np.array([2, 5, 7]), num_items)
-    users = np.zeros(30_000, dtype=np.int64)
-    draws = sample_negatives(
-        users, 3, np.arange(1, 9), seen, num_items, np.random.default_rng(12345)
-    )
+    n_users, n_positions = 300, 100
+    seen = user_item_keys(np.repeat(np.arange(n_users), 3), np.tile([2, 5, 7], n_users), num_items)
+    users = np.repeat(np.arange(n_users, dtype=np.int64), n_positions)
+    positions = np.tile(np.arange(n_positions, dtype=np.int64), n_users)
+    draws = keyed_negatives(12345, "train", users, positions, 3, np.arange(1, 9), seen, num_items)
     unseen = [1, 3, 4, 6, 8]
     counts = Counter(map(tuple, draws.tolist()))
     tuples = list(permutations(unseen, 3))
@@ -391,49 +400,60 @@ def test_sample_negatives_is_uniform_over_unseen_ordered_tuples():
     assert chisquare([counts[t] for t in tuples]).pvalue > 1e-4
 
 
-def test_sample_negatives_respects_each_users_own_history():
+def test_keyed_negatives_respect_each_users_own_history():
+    """Each user's negatives cover exactly that user's unseen items."""
     num_items = 6
     keys = user_item_keys(np.array([0, 0, 1, 1, 1]), np.array([1, 2, 3, 4, 5]), num_items)
     users = np.array([0, 1] * 200, dtype=np.int64)
-    draws = sample_negatives(users, 2, np.arange(1, 7), keys, num_items, np.random.default_rng(0))
+    positions = np.arange(len(users), dtype=np.int64)
+    draws = keyed_negatives(0, "train", users, positions, 2, np.arange(1, 7), keys, num_items)
     assert set(draws[users == 0].ravel().tolist()) == {3, 4, 5, 6}
     assert set(draws[users == 1].ravel().tolist()) == {1, 2, 6}
 
 
-def test_sample_negatives_impossible_request_raises():
+def test_keyed_negatives_impossible_request_raises():
+    """Asking for more negatives than a user has unseen items is a clear error."""
     num_items = 5
     keys = user_item_keys(np.zeros(3, dtype=np.int64), np.array([1, 2, 3]), num_items)
     with pytest.raises(ValueError, match="negatives"):
-        sample_negatives(
-            np.zeros(2, dtype=np.int64), 3, np.arange(1, 6), keys, num_items,
-            np.random.default_rng(0), max_rounds=20,
+        keyed_negatives(
+            0, "train", np.zeros(2, dtype=np.int64), np.arange(2), 3, np.arange(1, 6), keys,
+            num_items, max_rounds=20,
         )
 
 
-def test_samples_frame_and_history_matrix_round_trip(tmp_path):
+def test_samples_frame_and_list_matrix_round_trip(tmp_path):
+    """list_matrix gives back history and negatives from the frame, its slices, filters and
+    concatenations, object columns of lists, and the frame read back from parquet with
+    and without dtype_backend="pyarrow"."""
     rng = np.random.default_rng(0)
     history = rng.integers(0, 100, size=(12, 4))
-    frame = samples_frame(np.arange(12), history, np.arange(12) + 1, np.arange(12) % 2)
+    negatives = rng.integers(1, 100, size=(12, 5))
+    frame = samples_frame(np.arange(12), history, np.arange(12) + 1, negatives)
+    assert list(frame.columns) == list(SAMPLE_COLUMNS)
     assert frame["user_id"].dtype == np.int64
     assert frame["target_item"].dtype == np.int64
-    assert frame["label"].dtype == np.int8
-    assert (history_matrix(frame) == history).all()
-    # Slices and filters of an Arrow column (offsets into the buffer) and concatenations.
-    assert (history_matrix(frame.iloc[3:7]) == history[3:7]).all()
-    assert (history_matrix(frame[frame["label"] == 1]) == history[1::2]).all()
-    joined = pd.concat([frame.iloc[:5], frame.iloc[5:]], ignore_index=True)
-    assert (history_matrix(joined) == history).all()
-    # Object columns of lists (e.g. built by hand) work too.
-    as_lists = frame.assign(history=[list(h) for h in history])
-    assert (history_matrix(as_lists) == history).all()
-    # The catalog's way of loading samples (dtype_backend="pyarrow").
     path = tmp_path / "samples.parquet"
     frame.to_parquet(path)
-    loaded = pd.read_parquet(path, dtype_backend="pyarrow")
-    assert (history_matrix(loaded) == history).all()
+    plain = pd.read_parquet(path)
+    arrow = pd.read_parquet(path, dtype_backend="pyarrow")  # the catalog's way
+    assert isinstance(arrow["history"].dtype, pd.ArrowDtype)
+    for loaded in (frame, plain, arrow):
+        for column, values in (("history", history), ("negatives", negatives)):
+            assert (list_matrix(loaded, column) == values).all()
+            # Slices and filters (offsets into an Arrow buffer) and concatenations.
+            assert (list_matrix(loaded.iloc[3:7], column) == values[3:7]).all()
+            odd = loaded[loaded["user_id"].to_numpy() % 2 == 1]
+            assert (list_matrix(odd, column) == values[1::2]).all()
+            joined = pd.concat([loaded.iloc[:5], loaded.iloc[5:]], ignore_index=True)
+            assert (list_matrix(joined, column) == values).all()
+            # Object columns of lists (e.g. built by hand) work too.
+            as_lists = loaded.assign(**{column: [list(v) for v in values]})
+            assert (list_matrix(as_lists, column) == values).all()
 
 
-def test_history_matrix_of_empty_train_split_keeps_width():
+def test_list_matrix_of_empty_train_split_keeps_width():
+    """An empty split gives (0, width) matrices for history and negatives."""
     interactions = pd.DataFrame(
         {
             "user_id": [1, 1, 1, 2, 2, 2],
@@ -447,8 +467,11 @@ def test_history_matrix_of_empty_train_split_keeps_width():
         interactions, build_item_index(interactions), 4, 3, None,
         {"train": 1, "validation": 1, "test": 1}, seed=0,
     )
-    assert len(samples["train"]) == 0 and len(samples["test"]) == 4
-    assert history_matrix(samples["train"], width=4).shape == (0, 4)
+    assert len(samples["train"]) == 0 and len(samples["test"]) == 2
+    assert list_matrix(samples["train"], "history", width=4).shape == (0, 4)
+    assert list_matrix(samples["train"], "negatives", width=1).shape == (0, 1)
+    assert list_matrix(samples["test"], "history").shape == (2, 4)
+    assert list_matrix(samples["test"], "negatives").shape == (2, 1)
 
 
 # --------------------------------------------------------------------------- #
@@ -457,40 +480,48 @@ def test_history_matrix_of_empty_train_split_keeps_width():
 
 
 def _check_real_samples(interactions, item_index, samples, n_users, n_train_positives):
+    """Validation/test: one row per user, the second-last/last click as target, 99 distinct
+    unseen negatives; train: one row per train positive with 4 distinct unseen negatives."""
+    num_items = int(item_index["item_index"].max())
     index_of = pd.Series(item_index["item_index"].to_numpy(), index=item_index["raw_item_id"])
-    seen = set(
-        zip(interactions["user_id"].to_numpy().tolist(),
-            index_of.loc[interactions["item_id"]].to_numpy().tolist())
+    seen_keys = user_item_keys(
+        interactions["user_id"].to_numpy(), index_of.loc[interactions["item_id"]].to_numpy(),
+        num_items,
     )
     ordered = interactions.sort_values(["user_id", "timestamp", "row_order"], kind="stable")
     from_end = ordered.groupby("user_id").cumcount(ascending=False).to_numpy()
     last = ordered.loc[from_end == 0].set_index("user_id")["item_id"].map(index_of)
     second_last = ordered.loc[from_end == 1].set_index("user_id")["item_id"].map(index_of)
+
+    def check_negatives(frame, k):
+        negatives = list_matrix(frame, "negatives")
+        assert negatives.shape == (len(frame), k)
+        ordered_rows = np.sort(negatives, axis=1)
+        assert (ordered_rows[:, 1:] != ordered_rows[:, :-1]).all()  # distinct per row
+        keys = frame["user_id"].to_numpy(np.int64)[:, None] * (num_items + 1) + negatives
+        assert not np.isin(keys, seen_keys).any()  # never seen by the user
+
     for split, expected_target in (("test", last), ("validation", second_last)):
         frame = samples[split]
-        assert len(frame) == n_users * 100
-        per_user = frame.groupby("user_id")["label"].agg(["sum", "size"])
-        assert len(per_user) == n_users
-        assert (per_user["sum"] == 1).all() and (per_user["size"] == 100).all()
-        positives = frame.loc[frame["label"] == 1].set_index("user_id")["target_item"]
-        positives = positives.sort_index()
+        assert len(frame) == n_users
+        assert frame["user_id"].nunique() == n_users
+        positives = frame.set_index("user_id")["target_item"].sort_index()
         expected_target = expected_target.sort_index()
         assert np.array_equal(positives.index, expected_target.index)
         assert np.array_equal(positives.to_numpy(), expected_target.to_numpy())
-        negatives = frame.loc[frame["label"] == 0]
-        pairs = zip(negatives["user_id"].tolist(), negatives["target_item"].tolist())
-        assert not any(pair in seen for pair in pairs)
+        check_negatives(frame, 99)
     train = samples["train"]
-    assert int(train["label"].sum()) == n_train_positives
-    assert len(train) == 5 * n_train_positives
+    assert len(train) == n_train_positives
+    check_negatives(train, 4)
     # Histories stored most-recent-last: for every positive, the last history slot is the
     # click just before the target, so it never equals the target itself.
-    history = history_matrix(train.loc[train["label"] == 1])
+    history = list_matrix(train, "history")
     assert (history[:, -1] > 0).all()
-    assert (history[:, -1] != train.loc[train["label"] == 1, "target_item"].to_numpy()).all()
+    assert (history[:, -1] != train["target_item"].to_numpy()).all()
 
 
 def test_shipped_ml_latest_small():
+    """The shipped ml-latest-small: 610 users, sizes and negatives as _check_real_samples."""
     interactions = read_ratings(SHIPPED_RATINGS, "ml-latest-small")
     item_index = build_item_index(interactions)
     samples = make_samples(interactions, item_index, 10, 3, None, PROTOCOL_NEGATIVES, seed=61)
@@ -503,8 +534,11 @@ def test_shipped_ml_latest_small():
 
 @pytest.mark.skipif(not ML100K_RATINGS.is_file(), reason="ml-100k u.data not available here")
 def test_ml_100k_sizes():
+    """ml-100k: 97_171 train positives; 943 validation and test rows with 99 negatives each."""
     interactions = read_ratings(ML100K_RATINGS, "ml-100k")
     item_index = build_item_index(interactions)
     samples = make_samples(interactions, item_index, 10, 3, None, PROTOCOL_NEGATIVES, seed=61)
-    assert len(samples["train"]) == 485_855
+    # 97_171 train positives x (1 + 4) = 485_855 model rows; 943 test rows x 99 negatives.
+    assert len(samples["train"]) == 97_171
+    assert list_matrix(samples["test"], "negatives").shape == (943, 99)
     _check_real_samples(interactions, item_index, samples, 943, 97_171)

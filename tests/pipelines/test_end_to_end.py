@@ -20,10 +20,10 @@ def test_data_pipelines_write_versioned_samples(tiny_ml100k: Path) -> None:
     kedro(tiny_ml100k, "run", "--pipelines=ingestion,feature_engineering", f"--params={TINY}")
     model_input = tiny_ml100k / "data" / "05_model_input" / "ml-100k"
     test = pd.read_parquet(latest_version(model_input / "test_samples.parquet"))
-    assert set(test.columns) == {"user_id", "history", "target_item", "label"}
-    assert len(test) == 40 * 100
-    assert (test.groupby("user_id")["label"].sum() == 1).all()
+    assert set(test.columns) == {"user_id", "history", "target_item", "negatives"}
+    assert len(test) == 40 and test["user_id"].is_unique  # one stored positive per user
     assert {len(h) for h in test["history"]} == {10}
+    assert {len(n) for n in test["negatives"]} == {99}
     # A second run adds a version instead of overwriting the first.
     kedro(tiny_ml100k, "run", "--pipelines=ingestion", f"--params={TINY}")
     interactions = tiny_ml100k / "data" / "02_intermediate" / "ml-100k" / "interactions.parquet"
@@ -123,10 +123,12 @@ def test_a_toy_method_added_as_one_module_and_one_yaml_block_runs_end_to_end(tin
     model_input = tiny_ml100k / "data" / "05_model_input" / "ml-100k"
     train = pd.read_parquet(latest_version(model_input / "train_samples.parquet"))
     test = pd.read_parquet(latest_version(model_input / "test_samples.parquet"))
-    counts = train.loc[train["label"] > 0, "target_item"].value_counts()
+    counts = train["target_item"].value_counts()  # a stored train row is a positive
     predictions = pd.read_parquet(latest_version(
         tiny_ml100k / "data" / "07_model_output" / "ml-100k" / "din" / "popularity_predictions.parquet"))
-    want = np.log(test["target_item"].map(counts).fillna(0).to_numpy(np.float64) + 1.0)
+    # The scored rows: each test positive, then its 99 negatives.
+    candidates = np.column_stack([test["target_item"].to_numpy(np.int64), np.stack(test["negatives"].to_numpy())])
+    want = np.log(pd.Series(candidates.reshape(-1)).map(counts).fillna(0).to_numpy(np.float64) + 1.0)
     assert np.abs(predictions["score"].to_numpy() - want).max() < 1e-5
     bad = kedro(tiny_ml100k, "run", "--pipelines=duet", f"--params={TINY},personalization.popularity.smoothing=-1",
                 check=False)

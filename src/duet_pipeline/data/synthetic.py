@@ -1,16 +1,30 @@
-"""Generated MovieLens-like ratings, for tests and for benchmarks at ml-1m scale.
+"""Generated interactions: MovieLens-like rating files, and the synthetic-<N> datasets.
 
-The real ml-1m ratings are not redistributable (and not available offline here), so
-speed is measured on a file of the same shape: same row, user and item counts, every
-user with at least 20 ratings, item popularity skewed like real catalogues, no
-repeated (user, item) pair.
+``generate_ratings``: the real ml-1m ratings are not redistributable (and not available
+offline here), so speed is measured on a file of the same shape: same row, user and
+item counts, every user with at least 20 ratings, item popularity skewed like real
+catalogues, no repeated (user, item) pair.
+
+``synthetic_shards``: the ``synthetic-<N>`` datasets (PROTOCOL section 9), logs of any
+size with ml-25m's proportions, Zipf item popularity, Pareto user activity and a
+sequential structure a model can learn: each user's interest walks on a ring of topics
+(mostly staying, else stepping to a near topic), and each click is a popular item of
+the current topic (or, rarely, of any topic). Generated in shards of a fixed number of
+users from seeds (seed, shard), so every machine makes the same data.
 """
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
+
+from duet_pipeline.parameters import Block, parse_block
 
 from .movielens import get_spec
 
@@ -89,3 +103,145 @@ def write_ratings(ratings: pd.DataFrame, directory: str | Path, dataset: str) ->
             lineterminator="\r\n" if spec.has_header else "\n",
         )
     return path
+
+
+# --------------------------------------------------------------------------- #
+# synthetic-<N>: a service's logs at any size (PROTOCOL section 9)
+# --------------------------------------------------------------------------- #
+
+# ml-25m's users, items and ratings: every synthetic-<N> keeps these proportions.
+ML25M_SHAPE = (162_541, 59_047, 25_000_095)
+SYNTHETIC_PATTERN = re.compile(r"synthetic-(\d+(?:\.\d+)?)([km]?)")
+_SCALE = {"": 1, "k": 1_000, "m": 1_000_000}
+USERS_PER_SHARD = 20_000  # fixed, so the data do not depend on how it is written
+# ml-25m's ratios give users 154 clicks on average whatever N, but the catalogue shrinks
+# with N; below ~420k interactions it stays at this many items, so every user keeps
+# enough unseen items for 99 negatives.
+MIN_SYNTHETIC_ITEMS = 1_000
+
+
+class SyntheticParams(Block):
+    """The ``synthetic`` parameters: how the synthetic-<N> logs are generated."""
+
+    seed: int = Field(ge=0)
+    items_per_topic: int = Field(ge=1)  # the latent ring the users' interest walks on has items / this topics
+    stay_probability: float = Field(ge=0, le=1)  # a click keeps the previous click's topic
+    explore_probability: float = Field(ge=0, le=1)  # a click ignores the topic (global popularity)
+    popularity_exponent: float = Field(gt=0)  # Zipf exponent of item popularity
+    activity_shape: float = Field(gt=0)  # Pareto (Lomax) shape of clicks per user: smaller, heavier tail
+    min_user_clicks: int = Field(ge=3)
+
+    @classmethod
+    def from_params(cls, params: dict) -> "SyntheticParams":
+        return parse_block(cls, params, "synthetic")
+
+
+def is_synthetic(dataset: str) -> bool:
+    return SYNTHETIC_PATTERN.fullmatch(dataset) is not None
+
+
+def synthetic_shape(dataset: str) -> tuple[int, int, int]:
+    """(users, items, interactions) of ``synthetic-<N>`` (N like 250k, 1m, 2.5m or 1000000)."""
+    found = SYNTHETIC_PATTERN.fullmatch(dataset)
+    if found is None:
+        raise ValueError(f"dataset {dataset!r} is not synthetic-<N> (N like 250k, 1m, 25m)")
+    interactions = round(float(found.group(1)) * _SCALE[found.group(2)])
+    users, items, total = ML25M_SHAPE
+    shape = (max(1, round(interactions * users / total)), max(MIN_SYNTHETIC_ITEMS, round(interactions * items / total)),
+             interactions)
+    if shape[2] < 10_000:
+        raise ValueError(f"dataset {dataset!r}: synthetic datasets start at 10k interactions")
+    return shape
+
+
+def synthetic_shards(dataset: str, params: SyntheticParams) -> dict[str, Callable[[], pd.DataFrame]]:
+    """The shards of ``dataset`` as loaders for a lazily saved PartitionedDataset: each
+    shard is generated when it is written, so memory holds one shard at a time.
+
+    Columns user_id, item_id, rating, timestamp, like the raw MovieLens ratings.
+    """
+    num_users, num_items, num_rows = synthetic_shape(dataset)
+    world = _World.create(num_users, num_items, num_rows, params)
+    shards = range(0, num_users, USERS_PER_SHARD)
+    return {f"part-{number:05d}": partial(world.shard, number, start) for number, start in enumerate(shards)}
+
+
+@dataclass(frozen=True)
+class _World:
+    """What every shard shares: the items' topics and popularity, each user's clicks count."""
+
+    params: SyntheticParams
+    counts: np.ndarray  # (users,) clicks per user, summing to N
+    item_ids: np.ndarray  # (items,) raw item id of the k-th item in topic order
+    topic_starts: np.ndarray  # (topics + 1,) offsets of each topic's items in item_ids
+    within_topic_cdf: np.ndarray  # (items,) topic number + cumulative popularity share in the topic
+    global_cdf: np.ndarray  # (items,) cumulative popularity share over all items
+
+    @classmethod
+    def create(cls, num_users: int, num_items: int, num_rows: int, params: SyntheticParams) -> "_World":
+        rng = np.random.default_rng([params.seed, 0])
+        topics = max(2, num_items // params.items_per_topic)
+        popularity = np.arange(1, num_items + 1, dtype=np.float64) ** -params.popularity_exponent
+        rng.shuffle(popularity)
+        topic = rng.integers(0, topics, size=num_items)
+        order = np.argsort(topic, kind="stable")
+        topic, popularity = topic[order], popularity[order]
+        starts = np.searchsorted(topic, np.arange(topics + 1))
+        share = np.cumsum(popularity) - np.repeat(np.cumsum(popularity)[starts[1:] - 1] -
+                                                  np.add.reduceat(popularity, starts[:-1]), np.diff(starts))
+        within = topic + share / np.repeat(np.add.reduceat(popularity, starts[:-1]), np.diff(starts))
+        counts = _pareto_counts(num_users, num_items, num_rows, params, rng)
+        item_ids = rng.permutation(num_items)[order] + 1  # raw ids say nothing of the topic
+        return cls(params, counts, item_ids, starts, within, np.cumsum(popularity) / popularity.sum())
+
+    def shard(self, number: int, first_user: int) -> pd.DataFrame:
+        """The clicks of users first_user .. first_user + USERS_PER_SHARD - 1, in time order."""
+        rng = np.random.default_rng([self.params.seed, 1, number])
+        counts = self.counts[first_user : first_user + USERS_PER_SHARD]
+        rows = int(counts.sum())
+        starts = np.r_[0, np.cumsum(counts)[:-1]]
+        topics = len(self.topic_starts) - 1
+        # The interest walks on the ring of topics: mostly stays, else steps a little.
+        steps = np.where(rng.random(rows) < self.params.stay_probability, 0, rng.integers(-2, 3, size=rows))
+        steps[starts] = rng.integers(0, topics, size=len(counts))  # each user's first topic
+        walk = np.cumsum(steps)
+        topic = (walk - np.repeat(walk[starts] - steps[starts], counts)) % topics
+        draw = rng.random(rows)
+        local = np.searchsorted(self.within_topic_cdf, topic + draw, side="right")
+        anywhere = np.searchsorted(self.global_cdf, draw, side="right")
+        explore = rng.random(rows) < self.params.explore_probability
+        items = self.item_ids[np.minimum(np.where(explore, anywhere, local), len(self.item_ids) - 1)]
+        gaps = rng.exponential(86_400.0, size=rows).astype(np.int64) + 1
+        gaps[starts] = rng.integers(1_420_070_400, 1_577_836_800, size=len(counts))  # first click in 2015-2019
+        clock = np.cumsum(gaps)
+        timestamps = clock - np.repeat(clock[starts] - gaps[starts], counts)
+        return pd.DataFrame({
+            "user_id": np.repeat(np.arange(first_user + 1, first_user + len(counts) + 1, dtype=np.int64), counts),
+            "item_id": items.astype(np.int64),
+            "rating": rng.integers(1, 11, size=rows) / 2.0,  # half stars, as ml-25m
+            "timestamp": timestamps,
+        })
+
+
+def _pareto_counts(num_users: int, num_items: int, num_rows: int, params: SyntheticParams,
+                   rng: np.random.Generator) -> np.ndarray:
+    """Clicks per user: Pareto-tailed, >= min_user_clicks, <= half the items, summing to N.
+
+    Counts are ``min(low + scale * weight, cap)`` with the scale found by bisection, so
+    the cap on the heaviest users does not flatten the others' tail."""
+    low = min(params.min_user_clicks, num_rows // num_users)
+    cap = max(low + 1, num_items // 2)  # leaves every user enough unseen items for 99 negatives
+    if num_users * cap < num_rows:
+        raise ValueError(f"{num_rows} interactions do not fit {num_users} users of at most {cap} clicks")
+    weights = rng.pareto(params.activity_shape, size=num_users)
+    small, large = 0.0, float(num_rows)
+    for _ in range(100):
+        scale = (small + large) / 2
+        if np.minimum(low + np.floor(scale * weights), cap).sum() > num_rows:
+            large = scale
+        else:
+            small = scale
+    counts = np.minimum(low + np.floor(small * weights), cap).astype(np.int64)
+    room = np.flatnonzero(counts < cap)  # the flooring's remainder: one more click each
+    counts[rng.choice(room, size=num_rows - int(counts.sum()), replace=False)] += 1
+    return counts

@@ -1,6 +1,8 @@
 """Predictions -> metrics tables and plots."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import matplotlib
 
 matplotlib.use("Agg")  # headless: pipelines and CI have no display
@@ -10,13 +12,16 @@ import pandas as pd
 
 from .metrics import compute_metrics, headline_metrics, metric_names
 
-def predictions_frame(samples: pd.DataFrame, scores: np.ndarray, method: str) -> pd.DataFrame:
-    """Scored rows in the ``predictions`` layout."""
+if TYPE_CHECKING:
+    from duet_pipeline.training.tensors import SampleTensors
+
+def predictions_frame(rows: SampleTensors, scores: np.ndarray, method: str) -> pd.DataFrame:
+    """Scored model rows (expanded samples) in the ``predictions`` layout."""
     return pd.DataFrame(
         {
-            "user_id": samples["user_id"].to_numpy(np.int64),
-            "target_item": samples["target_item"].to_numpy(np.int64),
-            "label": samples["label"].to_numpy(np.int8),
+            "user_id": rows.user.numpy().astype(np.int64),
+            "target_item": rows.target.numpy().astype(np.int64),
+            "label": rows.label.numpy().astype(np.int8),
             "score": np.asarray(scores, dtype=np.float32),
             "method": method,
         }
@@ -77,12 +82,11 @@ def below_base_notes(metrics: pd.DataFrame) -> list[str]:
     return ["", f"Below base in test AUC in this run: {names}. One seed; see {BELOW_BASE_EXPLAINED}."]
 
 
-def activity_groups(train_users: np.ndarray, train_labels: np.ndarray, users: np.ndarray,
-                    bins: int = 4) -> pd.DataFrame:
-    """Per user of ``users``: its number of train positives and its activity quartile
-    ("Q1: 3-17 train positives", lightest first), the groups POSO is meant to help."""
-    train_users, train_labels = np.asarray(train_users), np.asarray(train_labels)
-    positives = pd.Series(train_users[train_labels > 0]).value_counts()
+def activity_groups(train_positive_users: np.ndarray, users: np.ndarray, bins: int = 4) -> pd.DataFrame:
+    """Per user of ``users``: its number of train positives (its entries in
+    ``train_positive_users``) and its activity quartile ("Q1: 3-17 train positives",
+    lightest first), the groups POSO is meant to help."""
+    positives = pd.Series(np.asarray(train_positive_users)).value_counts()
     groups = pd.DataFrame({"user_id": np.asarray(users)})
     groups["train_positives"] = groups["user_id"].map(positives).fillna(0).astype(int)
     quartile = pd.qcut(groups["train_positives"], bins, labels=False, duplicates="drop")
@@ -92,10 +96,10 @@ def activity_groups(train_users: np.ndarray, train_labels: np.ndarray, users: np
     return groups
 
 
-def activity_table(predictions: pd.DataFrame, train_users: np.ndarray, train_labels: np.ndarray) -> pd.DataFrame:
+def activity_table(predictions: pd.DataFrame, train_positive_users: np.ndarray) -> pd.DataFrame:
     """Every metric per method and user-activity quartile, methods in order of appearance:
     does a method help light users, or only heavy ones?"""
-    groups = activity_groups(train_users, train_labels, predictions["user_id"].unique())
+    groups = activity_groups(train_positive_users, predictions["user_id"].unique())
     merged = predictions.merge(groups[["user_id", "activity"]], on="user_id")
     rows = []
     for (method, activity), part in merged.groupby(["method", "activity"], sort=False):

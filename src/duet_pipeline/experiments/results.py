@@ -176,7 +176,7 @@ def user_groups(data: GridData, bins: int = 4) -> pd.DataFrame:
     """Per test user: number of train positives (activity quartile) and test history length."""
     test = data.test
     first = pd.Series(np.arange(len(test))).groupby(test.user.numpy()).first()
-    users = activity_groups(data.train.user.numpy(), data.train.label.numpy(), first.index.to_numpy(), bins)
+    users = activity_groups(data.train.user[data.train.label > 0].numpy(), first.index.to_numpy(), bins)
     users["history_length"] = (test.history[first.to_numpy()] > 0).sum(dim=1).numpy()
     return users
 

@@ -23,12 +23,11 @@ class GridData:
     train: SampleTensors
     validation: SampleTensors
     test: SampleTensors
-    test_samples: pd.DataFrame  # for the predictions' (user, target, label) columns
     num_items: int
 
     @classmethod
     def from_frames(cls, train: pd.DataFrame, validation: pd.DataFrame, test: pd.DataFrame, num_items: int) -> "GridData":
-        return cls(to_tensors(train), to_tensors(validation), to_tensors(test), test, num_items)
+        return cls(to_tensors(train), to_tensors(validation), to_tensors(test), num_items)
 
 
 @dataclass
@@ -77,7 +76,7 @@ def run_unit(unit: Unit, data: GridData, on_epoch_end: EpochCallback | None = No
     for cell, method in zip(unit.cells, methods):
         devices = Devices(candidates=data.test, own_rows=data.train if method.spec.reads_own_rows else None)
         personalised = method.personalize(model.bundle, devices, options[method.name])
-        predictions = predictions_frame(data.test_samples, personalised.scores, cell.method)
+        predictions = predictions_frame(data.test, personalised.scores, cell.method)
         metrics = metrics_table(predictions).drop(columns=["method", "users"]).iloc[0].to_dict()
         results.append(CellResult(
             cell=cell, config_hash=unit.cell_hash(cell), metrics={k: float(v) for k, v in metrics.items()},

@@ -1,21 +1,31 @@
-"""From interactions to (user, history, target, label) samples, PROTOCOL section 2.
+"""From interactions to samples, PROTOCOL section 2: the pandas engine (the reference).
 
-Everything here is vectorised numpy: ml-1m has a million interactions and the
-train split five million sample rows, so a per-row Python loop would dominate the
-pipeline's run time.
+A stored sample is one positive: (user_id, history, target_item, negatives), the
+negatives an array. What a model sees, (user, history, target, label) rows with each
+positive followed by its negatives, is expanded from it when the samples are loaded
+(training/tensors.py), so the train samples on disk are ~5x smaller than the rows.
+
+Everything here is vectorised numpy: ml-1m has a million interactions, so a per-row
+Python loop would dominate the pipeline's run time. features/spark_samples.py is the
+same section in Spark; both draw negatives with features/negatives.py.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import Field
 
 from duet_pipeline.parameters import Block, parse_block
 
-SAMPLE_COLUMNS = ("user_id", "history", "target_item", "label")
+from .negatives import keyed_negatives, user_item_keys
+
+# The stored columns; the label is implied: target_item is a positive, negatives are not.
+SAMPLE_COLUMNS = ("user_id", "history", "target_item", "negatives")
 
 
 class NegativeCounts(Block):
@@ -35,10 +45,16 @@ class FeatureParams(Block):
     max_seq_len: int = Field(ge=1)
     negatives: NegativeCounts
     seed: int = Field(ge=0)
+    # pandas: in memory, the reference; spark: the same samples from Spark (PROTOCOL section 9).
+    engine: Literal["pandas", "spark"]
 
     @classmethod
     def from_params(cls, params: dict) -> "FeatureParams":
         return parse_block(cls, params, "features")
+
+    def sample_options(self) -> dict:
+        """The keyword arguments both engines' ``make_samples`` take (all but the engine)."""
+        return self.model_dump(exclude={"engine"})
 
 
 @dataclass(frozen=True)
@@ -48,6 +64,7 @@ class SequenceSet:
     user_id: np.ndarray  # (n,) int64
     history: np.ndarray  # (n, max_seq_len) int64, left-padded with 0, most recent last
     target_item: np.ndarray  # (n,) int64
+    position: np.ndarray  # (n,) int64: the target's click index within its user (the negatives' key)
 
 
 def filter_users(interactions: pd.DataFrame, min_user_interactions: int) -> pd.DataFrame:
@@ -131,144 +148,105 @@ def split_leave_one_out(
         "test": (position == count - 1) & (position >= 1),
     }
     return {
-        split: SequenceSet(users[mask], history[mask], items[mask])
+        split: SequenceSet(users[mask], history[mask], items[mask], position[mask])
         for split, mask in masks.items()
     }
 
 
-def user_item_keys(users: np.ndarray, items: np.ndarray, num_items: int) -> np.ndarray:
-    """Sorted unique int64 keys identifying (user, item) pairs, for fast membership tests."""
-    return np.unique(users.astype(np.int64) * (num_items + 1) + items.astype(np.int64))
-
-
-def sample_negatives(
-    users: np.ndarray,
-    num_negatives: int,
-    candidate_items: np.ndarray,
-    seen_keys: np.ndarray,
-    num_items: int,
-    rng: np.random.Generator,
-    max_rounds: int = 1000,
-) -> np.ndarray:
-    """Draw ``num_negatives`` distinct unseen items for each entry of ``users``.
-
-    Uniform without replacement over ``candidate_items`` minus the items the user
-    interacted with (``seen_keys`` from :func:`user_item_keys`). Rejection sampling:
-    only the rejected cells are redrawn, so the result is uniform over the valid sets
-    and the cost stays a few vectorised passes.
-    """
-    _check_enough_unseen(users, num_negatives, len(candidate_items), seen_keys, num_items)
-    n = len(users)
-    draws = candidate_items[rng.integers(0, len(candidate_items), size=(n, num_negatives))]
-    bad = _rejected(users, draws, seen_keys, num_items)
-    for _ in range(max_rounds):
-        if not bad.any():
-            return draws
-        draws[bad] = candidate_items[rng.integers(0, len(candidate_items), size=int(bad.sum()))]
-        bad = _rejected(users, draws, seen_keys, num_items)
-    raise ValueError(
-        f"could not draw {num_negatives} distinct unseen negatives for some users after "
-        f"{max_rounds} rounds: a user has interacted with almost every item; lower the "
-        "number of negatives."
-    )
-
-
-def _check_enough_unseen(
-    users: np.ndarray, num_negatives: int, num_candidates: int, seen_keys: np.ndarray, num_items: int
-) -> None:
-    """Fail clearly, naming a user, when someone has fewer unseen items than negatives."""
-    seen_users, seen_counts = np.unique(seen_keys // (num_items + 1), return_counts=True)
-    short = seen_users[num_candidates - seen_counts < num_negatives]
-    short = short[np.isin(short, users)]
-    if len(short):
-        raise ValueError(
-            f"user {int(short[0])} (and {len(short) - 1} more) has fewer than {num_negatives} "
-            f"items left to draw as negatives from {num_candidates} candidates; lower the "
-            "parameter features.negatives or use a larger dataset."
-        )
-
-
-def _rejected(
-    users: np.ndarray, draws: np.ndarray, seen_keys: np.ndarray, num_items: int
-) -> np.ndarray:
-    """Cells that are a seen item or repeat an earlier cell of the same row."""
-    keys = users[:, None] * (num_items + 1) + draws
-    pos = np.searchsorted(seen_keys, keys)
-    seen = seen_keys[np.minimum(pos, len(seen_keys) - 1)] == keys
-    # A repeat within a row: sort each row, flag equal neighbours, map back.
-    order = np.argsort(draws, axis=1, kind="stable")
-    sorted_draws = np.take_along_axis(draws, order, axis=1)
-    repeat_sorted = np.zeros_like(seen)
-    repeat_sorted[:, 1:] = sorted_draws[:, 1:] == sorted_draws[:, :-1]
-    repeat = np.zeros_like(seen)
-    np.put_along_axis(repeat, order, repeat_sorted, axis=1)
-    return seen | repeat
-
-
 def build_samples(
     positives: SequenceSet,
+    split: str,
     num_negatives: int,
     candidate_items: np.ndarray,
     seen_keys: np.ndarray,
     num_items: int,
-    rng: np.random.Generator,
+    seed: int,
 ) -> pd.DataFrame:
-    """Interleave each positive with its negatives: rows (user, history, target, label).
+    """One stored row per positive: (user, history, target, negatives).
 
-    A positive's negatives share its user and history and follow it directly.
+    The negatives come from the stream keyed by (seed, split, user) and counted by the
+    target's click position, so they do not depend on the order or grouping of the
+    positives (features/negatives.py).
     """
-    negatives = sample_negatives(
-        positives.user_id, num_negatives, candidate_items, seen_keys, num_items, rng
-    )
-    group = num_negatives + 1
-    targets = np.concatenate([positives.target_item[:, None], negatives], axis=1).reshape(-1)
-    labels = np.zeros((len(positives.user_id), group), dtype=np.int8)
-    labels[:, 0] = 1
-    return samples_frame(
-        np.repeat(positives.user_id, group),
-        np.repeat(positives.history, group, axis=0),
-        targets,
-        labels.reshape(-1),
-    )
+    negatives = keyed_negatives(seed, split, positives.user_id, positives.position, num_negatives,
+                                candidate_items, seen_keys, num_items)
+    return samples_frame(positives.user_id, positives.history, positives.target_item, negatives)
 
 
 def samples_frame(
-    user_id: np.ndarray, history: np.ndarray, target_item: np.ndarray, label: np.ndarray
+    user_id: np.ndarray, history: np.ndarray, target_item: np.ndarray, negatives: np.ndarray
 ) -> pd.DataFrame:
-    """A samples DataFrame whose ``history`` holds one int64 array per row.
+    """A stored samples frame; ``history`` and ``negatives`` hold one int64 array per row.
 
     Object rows of numpy views rather than an Arrow list column: pandas 3 writes an
     Arrow list dtype into the parquet metadata in a form that plain
     ``pd.read_parquet`` cannot parse back, and these files must open anywhere.
     """
-    history = np.ascontiguousarray(history, dtype=np.int64)
     return pd.DataFrame(
         {
             "user_id": user_id.astype(np.int64),
-            "history": list(history),
+            "history": list(np.ascontiguousarray(history, dtype=np.int64)),
             "target_item": target_item.astype(np.int64),
-            "label": label.astype(np.int8),
+            "negatives": list(np.ascontiguousarray(negatives, dtype=np.int64)),
         }
     )
 
 
-def history_matrix(samples: pd.DataFrame, width: int | None = None) -> np.ndarray:
-    """The ``history`` column as an (n, max_seq_len) int64 matrix.
+def list_matrix(samples: pd.DataFrame, column: str, width: int | None = None) -> np.ndarray:
+    """A list column (``history``, ``negatives``) as an (n, width) int64 matrix.
 
     Accepts Arrow-backed list columns (what the catalog loads, without a Python
     object per row) and object columns of lists or arrays. An empty frame cannot tell
-    its window length, so it gives (0, ``width``) (``width`` defaults to 0).
+    its width, so it gives (0, ``width``) (``width`` defaults to 0).
     """
-    column = samples["history"]
-    if len(column) == 0:
+    values = samples[column]
+    if len(values) == 0:
         return np.zeros((0, width or 0), dtype=np.int64)
-    if isinstance(column.dtype, pd.ArrowDtype):
-        lists = pa.chunked_array(column.array.__arrow_array__()).combine_chunks()
-        widths = pa.compute.list_value_length(lists).to_numpy(zero_copy_only=False)
-        if (widths != widths[0]).any():
-            raise ValueError("history lists have different lengths; expected max_seq_len each")
-        return lists.flatten().to_numpy(zero_copy_only=False).astype(np.int64).reshape(-1, int(widths[0]))
-    return np.stack(column.to_numpy()).astype(np.int64)
+    if isinstance(values.dtype, pd.ArrowDtype):
+        return arrow_list_matrix(pa.chunked_array(values.array.__arrow_array__()), column)
+    return np.stack(values.to_numpy()).astype(np.int64)
+
+
+def arrow_list_matrix(lists: pa.Array | pa.ChunkedArray, column: str) -> np.ndarray:
+    """An Arrow list array of equal-length lists as an (n, width) int64 matrix."""
+    if isinstance(lists, pa.ChunkedArray):
+        lists = lists.combine_chunks()
+    if len(lists) == 0:
+        return np.zeros((0, 0), dtype=np.int64)
+    widths = pc.list_value_length(lists).to_numpy(zero_copy_only=False)
+    if (widths != widths[0]).any():
+        raise ValueError(f"{column} lists have different lengths; expected one length per split")
+    return lists.flatten().to_numpy(zero_copy_only=False).astype(np.int64).reshape(-1, int(widths[0]))
+
+
+# The pandas engine's peak memory per interaction (histories, sort keys, the stored
+# frames and their Arrow copies), measured with `make benchmark-scale` on synthetic-1m
+# and synthetic-5m (docs/benchmarks.md), with a margin of about 1.5x.
+PANDAS_BYTES_PER_INTERACTION = 1_200
+
+
+def available_memory() -> int | None:
+    """Bytes the kernel can give this process now (MemAvailable), or None off Linux."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def check_fits_in_memory(interactions: int, available: int | None = None) -> None:
+    """Refuse, before allocating, a pandas feature stage that would exhaust the memory."""
+    available = available_memory() if available is None else available
+    needed = interactions * PANDAS_BYTES_PER_INTERACTION
+    if available is not None and needed > available:
+        raise MemoryError(
+            f"features.engine=pandas needs about {needed / 2**30:.1f} GiB for {interactions:,} interactions and "
+            f"{available / 2**30:.1f} GiB is available: out-of-memory risk; run the spark engine instead "
+            "(--params=features.engine=spark)"
+        )
 
 
 def make_samples(
@@ -282,8 +260,8 @@ def make_samples(
 ) -> dict[str, pd.DataFrame]:
     """PROTOCOL section 2 end to end: train, validation and test sample frames.
 
-    ``negatives`` maps each split to its number of negatives per positive. Each split
-    draws from its own child seed, so changing one split's count leaves the others'
+    ``negatives`` maps each split to its number of negatives per positive; each split
+    draws from its own keyed stream, so changing one split's count leaves the others'
     negatives unchanged.
     """
     interactions = filter_ratings(interactions, min_rating)
@@ -295,20 +273,8 @@ def make_samples(
     seen_keys = user_item_keys(users, items, num_items)
     candidate_items = np.unique(items)
     positives = split_leave_one_out(interactions, max_seq_len)
-    child_seeds = np.random.SeedSequence(seed).spawn(len(positives))
-    samples = {}
-    for (split, split_positives), child in zip(positives.items(), child_seeds):
-        if split not in negatives:
-            raise ValueError(
-                f"parameter negatives has no entry for split '{split}'; "
-                f"expected keys {sorted(positives)}"
-            )
-        samples[split] = build_samples(
-            split_positives,
-            int(negatives[split]),
-            candidate_items,
-            seen_keys,
-            num_items,
-            np.random.default_rng(child),
-        )
-    return samples
+    return {
+        split: build_samples(split_positives, split, int(negatives[split]), candidate_items, seen_keys,
+                             num_items, seed)
+        for split, split_positives in positives.items()
+    }

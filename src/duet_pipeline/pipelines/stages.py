@@ -19,13 +19,15 @@ from .ingestion.pipeline import create_pipeline as ingestion
 from .method_training.pipeline import build as method_training
 from .personalization.pipeline import build as personalization
 from .selection import Selection
+from .transcoding import for_this_run
 from .umn_training.pipeline import build as umn_training
 
 
 def data_stages() -> Pipeline:
-    return ingestion() + feature_engineering()
+    return for_this_run(ingestion()) + for_this_run(feature_engineering())
 
 
 def model_stages(selection: Selection, backbone: str | None = None) -> Pipeline:
-    return (umn_training(selection, backbone) + method_training(selection, backbone)
-            + personalization(selection) + evaluation(selection, backbone))
+    stages = (umn_training(selection, backbone), method_training(selection, backbone), personalization(selection),
+              evaluation(selection, backbone))
+    return sum((for_this_run(stage) for stage in stages), Pipeline([]))

@@ -1,9 +1,10 @@
 """Training with validation-based epoch selection and early stopping (PROTOCOL section 4)."""
 from __future__ import annotations
 
-import copy
+import itertools
 import time
 from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import Any, Callable, Literal
 
 import numpy as np
@@ -18,6 +19,7 @@ from duet_pipeline.evaluation.metrics import compute_metrics, is_improvement, me
 from duet_pipeline.parameters import Block, parse_block
 
 from .cores import CoreShare
+from .streaming import StreamedSamples
 from .tensors import SampleTensors
 
 # Batches between two checks of the cores' share (a directory listing, ~50 us).
@@ -30,6 +32,14 @@ RowLoss = Callable[[torch.Tensor, SampleTensors, torch.Tensor], torch.Tensor]
 def label_loss(logits: torch.Tensor, batch: SampleTensors, rows: torch.Tensor) -> torch.Tensor:
     """Every cloud training's loss unless it says otherwise: mean binary cross-entropy."""
     return nn.functional.binary_cross_entropy_with_logits(logits, batch.label)
+
+
+class DistributedParams(Block):
+    """``training.distributed``: DistributedDataParallel on this machine."""
+
+    # 1: one process. N > 1: N processes (torch.distributed's elastic launcher, as
+    # torchrun), each training on 1/N of every global batch of batch_size rows.
+    processes: int = Field(ge=1)
 
 
 class TrainingConfig(Block):
@@ -49,6 +59,15 @@ class TrainingConfig(Block):
     # history-only parts once per group; "rows": shuffle single rows.
     shuffle: Literal["groups", "rows"]
     progress: bool
+    # auto: CUDA when present, else the CPU.
+    device: Literal["auto", "cpu", "cuda"]
+    # The base model's training reads the train samples from their parquet files a row
+    # group at a time (training/streaming.py) instead of holding them in memory.
+    streaming: bool
+    distributed: DistributedParams
+    # At most this many batches per epoch (null: every batch), e.g. to measure speed or
+    # memory on a slice of a large dataset (`make benchmark-scale`).
+    limit_train_batches: int | None = Field(ge=1)
 
     @field_validator("selection_metric")
     @classmethod
@@ -67,17 +86,19 @@ class FitResult:
     best_state: dict[str, torch.Tensor]
     best_epoch: int
     history: pd.DataFrame = field(repr=False)
+    step_losses: list[float] = field(default_factory=list, repr=False)  # each step's global-batch loss
 
 
 @torch.inference_mode()
 def predict(model: nn.Module, data: SampleTensors, batch_size: int = 16384) -> np.ndarray:
     """Logits for every row of ``data``, in row order."""
     model.eval()
+    device = next(model.parameters()).device
     out = [
-        model(data.history[start : start + batch_size], data.target[start : start + batch_size])
+        model(data.history[start : start + batch_size].to(device), data.target[start : start + batch_size].to(device))
         for start in range(0, len(data), batch_size)
     ]
-    return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
+    return torch.cat(out).cpu().numpy() if out else np.zeros(0, dtype=np.float32)
 
 
 def evaluate(model: nn.Module, data: SampleTensors, batch_size: int = 16384) -> dict[str, float]:
@@ -114,40 +135,96 @@ def make_optimizer(model: nn.Module, config: TrainingConfig) -> torch.optim.Opti
                             fused=True)
 
 
+# A train source: rows held in memory (shuffled by group or row with the run's
+# generator) or StreamedSamples (shuffled by row group and buffer with the epoch's seed).
+TrainSource = SampleTensors | StreamedSamples
+
+
+@dataclass(frozen=True)
+class Replica:
+    """This process's place in a distributed training: rank ``rank`` of ``world``."""
+
+    rank: int = 0
+    world: int = 1
+
+    def share(self, rows: int) -> slice:
+        """This process's contiguous slice of a global batch of ``rows`` rows."""
+        return slice(rows * self.rank // self.world, rows * (self.rank + 1) // self.world)
+
+
+def resolve_device(choice: str) -> torch.device:
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise ValueError("parameter training.device = 'cuda': no CUDA device is available here; use auto or cpu")
+    return torch.device("cuda" if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()) else "cpu")
+
+
+def epoch_batches(train: TrainSource, config: TrainingConfig, groups: tuple[torch.Tensor, torch.Tensor] | None,
+                  generator: torch.Generator, epoch: int) -> Iterator[tuple[SampleTensors, torch.Tensor | None]]:
+    """The epoch's global batches and, for rows held in memory, their row numbers."""
+    limit = config.limit_train_batches
+    if isinstance(train, StreamedSamples):
+        batches = train.batches(config.batch_size, seed=config.seed * 1_000_003 + epoch)
+        yield from ((batch, None) for batch in itertools.islice(batches, limit))
+        return
+    order = shuffled_order(groups, generator)
+    for start in itertools.islice(range(0, len(train), config.batch_size), limit):
+        index = order[start : start + config.batch_size]
+        yield train.rows(index), index
+
+
 def train_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    train: SampleTensors,
-    batch_size: int,
-    order: torch.Tensor,
+    batches: Iterator[tuple[SampleTensors, torch.Tensor | None]],
     bar: tqdm | None = None,
     cores: CoreShare | None = None,
     loss_fn: RowLoss = label_loss,
-) -> float:
-    """One pass over ``train`` in ``order``; returns the mean training loss per row.
-    ``cores``: re-check this process's share of the cores every few batches."""
+    replica: Replica = Replica(),
+    device: torch.device = torch.device("cpu"),
+) -> list[tuple[float, int]]:
+    """One pass over ``batches``; returns each step's (loss, rows): the mean loss over its
+    global batch and that batch's number of rows.
+
+    In a distributed training this process trains on its slice of each global batch;
+    its loss is scaled by its share of the rows, so that the gradients DDP averages are
+    those of the global batch's mean loss. ``cores``: re-check this process's share of
+    the cores every few batches."""
     model.train()
-    total, rows = 0.0, 0
-    for number, start in enumerate(range(0, len(train), batch_size)):
+    losses = []
+    for number, (batch, index) in enumerate(batches):
         if cores is not None and number % SHARE_CHECK_BATCHES == 0:
             cores.adjust()
-        index = order[start : start + batch_size]
-        batch = train.rows(index)
-        loss = loss_fn(model(batch.history, batch.target), batch, index)
+        share = replica.share(len(batch))
+        local = batch.rows(share).to(device)
+        rows = index[share] if index is not None else None
+        loss = loss_fn(model(local.history, local.target), local, rows) * (len(local) * replica.world / len(batch))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        total += loss.item() * len(batch)
-        rows += len(batch)
+        losses.append((_global_mean(loss.detach(), replica), len(batch)))
         if bar is not None:
             bar.update(len(batch))
-            bar.set_postfix(loss=f"{total / rows:.4f}", refresh=False)
-    return total / max(rows, 1)
+            bar.set_postfix(loss=f"{mean_loss(losses):.4f}", refresh=False)
+    return losses
+
+
+def mean_loss(losses: list[tuple[float, int]]) -> float:
+    """The mean training loss per row of an epoch's steps."""
+    rows = sum(size for _, size in losses)
+    return sum(loss * size for loss, size in losses) / rows if rows else float("nan")
+
+
+def _global_mean(scaled_loss: torch.Tensor, replica: Replica) -> float:
+    """The global batch's mean loss from each process's scaled share of it."""
+    if replica.world > 1:
+        torch.distributed.all_reduce(scaled_loss)
+        return scaled_loss.item() / replica.world
+    return scaled_loss.item()
 
 
 def fit(
     model: nn.Module,
-    train: SampleTensors,
+    train: TrainSource,
     validation: SampleTensors,
     config: TrainingConfig,
     description: str = "train",
@@ -160,48 +237,77 @@ def fit(
     ``on_epoch_end`` receives each epoch's history row (e.g. to report progress from a
     worker process, where a progress bar cannot be shown). ``loss_fn``: the training
     loss (default: binary cross-entropy with the labels; MoMoDistill adds a KL term).
+    ``train``: rows in memory, or :class:`StreamedSamples`.
 
     Stops after ``patience`` epochs without improvement. The returned history has one
     row per epoch: train loss, every validation metric, seconds and rows per second.
+    With ``training.distributed.processes`` N > 1 the epochs run in N processes
+    (:mod:`duet_pipeline.training.distributed`); the result is the same.
     """
+    if config.distributed.processes > 1:
+        from .distributed import fit_distributed
+
+        result = fit_distributed(model, train, validation, config, description, loss_fn)
+        if on_epoch_end is not None:
+            for record in result.history.to_dict("records"):
+                on_epoch_end(record)
+        model.load_state_dict(result.best_state)
+        return result
+    return fit_replica(model, train, validation, config, description, on_epoch_end, loss_fn)
+
+
+def fit_replica(model: nn.Module, train: TrainSource, validation: SampleTensors, config: TrainingConfig,
+                description: str, on_epoch_end: Callable[[dict[str, float]], None] | None, loss_fn: RowLoss,
+                replica: Replica = Replica(), trained: nn.Module | None = None) -> FitResult:
+    """:func:`fit` in one process: the whole training, or one replica of a distributed
+    one (``trained``: the DDP wrapper of ``model`` that the steps go through)."""
+    if loss_fn is not label_loss and isinstance(train, StreamedSamples):
+        raise ValueError("this training's loss reads rows by number, which a streamed training does not have; "
+                         "set training.streaming: false")
+    device = resolve_device(config.device)
+    model.to(device)
+    trained = trained or model
     generator = torch.Generator().manual_seed(config.seed)
     optimizer = make_optimizer(model, config)
-    groups = history_groups(train) if config.shuffle == "groups" else (
-        torch.arange(len(train)), torch.ones(len(train), dtype=torch.long))
+    groups = None
+    if isinstance(train, SampleTensors):
+        groups = history_groups(train) if config.shuffle == "groups" else (
+            torch.arange(len(train)), torch.ones(len(train), dtype=torch.long))
     best_value, best_epoch, best_state, stale = None, 0, None, 0
-    records = []
+    records, steps = [], []
     with CoreShare() as cores:
         for epoch in range(1, config.max_epochs + 1):
-            record = _fit_epoch(model, optimizer, train, validation, config, groups, generator, cores,
-                                f"{description} epoch {epoch}/{config.max_epochs}", loss_fn)
+            bar = progress(total=len(train), enabled=config.progress and replica.rank == 0,
+                           desc=f"{description} epoch {epoch}/{config.max_epochs}", unit="row", unit_scale=True,
+                           leave=True)
+            started = time.perf_counter()
+            losses = train_epoch(trained, optimizer, epoch_batches(train, config, groups, generator, epoch), bar,
+                                 cores, loss_fn, replica, device)
+            record = _epoch_record(model, validation, config, losses, time.perf_counter() - started, bar)
+            steps.extend(loss for loss, _ in losses)
             records.append({"epoch": epoch, **record})
             if on_epoch_end is not None:
                 on_epoch_end(records[-1])
             value = record[f"val_{config.selection_metric}"]
             if is_improvement(config.selection_metric, value, best_value):
                 best_value, best_epoch, stale = value, epoch, 0
-                best_state = copy.deepcopy(model.state_dict())
+                best_state = {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}
             else:
                 stale += 1
                 if stale >= config.patience:
                     break
+    model.to("cpu")
     model.load_state_dict(best_state)
-    return FitResult(best_state=best_state, best_epoch=best_epoch, history=pd.DataFrame(records))
+    return FitResult(best_state=best_state, best_epoch=best_epoch, history=pd.DataFrame(records), step_losses=steps)
 
 
-def _fit_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, train: SampleTensors, validation: SampleTensors,
-               config: TrainingConfig, groups: tuple[torch.Tensor, torch.Tensor], generator: torch.Generator,
-               cores: CoreShare, description: str, loss_fn: RowLoss) -> dict[str, float]:
-    """One epoch of training and its validation: the epoch's history row (without ``epoch``)."""
-    bar = progress(total=len(train), enabled=config.progress, desc=description, unit="row", unit_scale=True, leave=True)
-    started = time.perf_counter()
-    order = shuffled_order(groups, generator)
-    train_loss = train_epoch(model, optimizer, train, config.batch_size, order, bar, cores, loss_fn)
-    train_seconds = time.perf_counter() - started
+def _epoch_record(model: nn.Module, validation: SampleTensors, config: TrainingConfig, losses: list[tuple[float, int]],
+                  seconds: float, bar: tqdm) -> dict[str, float]:
+    """An epoch's history row (without ``epoch``): train loss, time, validation metrics."""
     metrics = evaluate(model, validation, config.eval_batch_size)
+    train_loss = mean_loss(losses)
     bar.set_postfix(loss=f"{train_loss:.4f}", val_auc=f"{metrics['auc']:.4f}")
     bar.close()
-    return {"train_loss": train_loss, "train_seconds": train_seconds,
-            "train_rows_per_second": len(train) / train_seconds,
+    rows = sum(size for _, size in losses)
+    return {"train_loss": train_loss, "train_seconds": seconds, "train_rows_per_second": rows / seconds,
             **{f"val_{name}": value for name, value in metrics.items()}}
-

@@ -15,7 +15,7 @@ import torch
 
 from duet_pipeline.models.recommender import Recommender, base_model_config, model_bundle
 
-from .loop import FitResult, TrainingConfig, fit
+from .loop import FitResult, TrainingConfig, TrainSource, fit
 from .tensors import SampleTensors
 
 logger = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ EpochCallback = Callable[[dict[str, float]], None]
 class CloudData:
     """What a cloud training reads: the samples and the shared model parameters."""
 
-    train: SampleTensors
+    train: TrainSource  # rows in memory, or streamed from their files (base model only)
     validation: SampleTensors
     num_items: int
     backbone: str
@@ -57,7 +57,7 @@ def train_base(data: CloudData, on_epoch_end: EpochCallback | None = None) -> Tr
             "leaves nothing to train on; lower features.min_user_interactions or use more data"
         )
     torch.manual_seed(data.training.seed)
-    config = base_model_config(data.num_items, data.train.history.shape[1], data.backbone, data.model, data.backbones)
+    config = base_model_config(data.num_items, data.validation.history.shape[1], data.backbone, data.model, data.backbones)
     recommender = Recommender(config)
     result = fit(recommender, data.train, data.validation, data.training, description=f"base/{data.backbone}",
                  on_epoch_end=on_epoch_end)

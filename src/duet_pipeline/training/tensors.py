@@ -1,4 +1,4 @@
-"""Sample frames -> tensors, once, before any training loop touches them."""
+"""Stored samples -> model rows as tensors, once, before any training loop touches them."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from duet_pipeline.features.samples import SAMPLE_COLUMNS, history_matrix
+from duet_pipeline.features.samples import SAMPLE_COLUMNS, list_matrix
 
 
 @dataclass
@@ -23,20 +23,38 @@ class SampleTensors:
     def rows(self, index: torch.Tensor | slice) -> "SampleTensors":
         return SampleTensors(self.user[index], self.history[index], self.target[index], self.label[index])
 
+    def to(self, device: torch.device) -> "SampleTensors":
+        if self.user.device == device:
+            return self
+        return SampleTensors(self.user.to(device), self.history.to(device), self.target.to(device), self.label.to(device))
+
     def for_users(self, users: torch.Tensor) -> "SampleTensors":
         return self.rows(torch.isin(self.user, users))
 
 
 def to_tensors(samples: pd.DataFrame) -> SampleTensors:
-    """Convert a samples frame (user_id, history, target_item, label) to tensors."""
+    """Expand stored samples (one row per positive, PROTOCOL 2.7) to model rows: each
+    positive, then its negatives, sharing its user and history."""
     missing = set(SAMPLE_COLUMNS) - set(samples.columns)
     if missing:
         raise ValueError(f"samples frame lacks columns {sorted(missing)}")
+    negatives = list_matrix(samples, "negatives")
+    return expand(samples["user_id"].to_numpy(np.int64), list_matrix(samples, "history"),
+                  samples["target_item"].to_numpy(np.int64), negatives)
+
+
+def expand(users: np.ndarray, history: np.ndarray, targets: np.ndarray, negatives: np.ndarray) -> SampleTensors:
+    """Rows (user, history, item, label) for positives (n,), (n, L), (n,) and their
+    negatives (n, K): n * (K + 1) rows, each positive followed by its K negatives."""
+    group = negatives.shape[1] + 1
+    items = np.concatenate([targets[:, None], negatives], axis=1)
+    labels = np.zeros((len(targets), group), dtype=np.float32)
+    labels[:, 0] = 1.0
     return SampleTensors(
-        user=torch.tensor(samples["user_id"].to_numpy(np.int64)),
-        history=torch.from_numpy(history_matrix(samples)),
-        target=torch.tensor(samples["target_item"].to_numpy(np.int64)),
-        label=torch.tensor(samples["label"].to_numpy(np.float32)),
+        user=torch.from_numpy(np.repeat(users, group)),
+        history=torch.from_numpy(np.repeat(history, group, axis=0)),
+        target=torch.from_numpy(items.reshape(-1)),
+        label=torch.from_numpy(labels.reshape(-1)),
     )
 
 

@@ -12,6 +12,7 @@ from kedro.pipeline import Pipeline, node
 from ..building import SAMPLES, SHARED_MODEL_PARAMETERS, backbone_inputs
 from ..selection import current
 from ..stages import data_stages
+from ..transcoding import for_this_run
 from ..umn_training.pipeline import train_base_node
 from .nodes import (
     distill_cloud,
@@ -63,11 +64,11 @@ def round_nodes(r: int, last: int) -> list:
 
 def create_pipeline(**kwargs) -> Pipeline:
     rounds = current().options["metapatch"].rounds
-    nodes = [train_base_node(None),
+    nodes = [train_base_node(None, current().streaming),
              node(start_dccl, inputs={"base_model": "base_model", "options": OPTIONS}, outputs=cloud(0),
                   name="dccl_start")]
     for r in range(rounds + 1):
         nodes += round_nodes(r, rounds)
     nodes.append(node(report_rounds, inputs={f"round_{r}": f"dccl_round_{r}_report" for r in range(rounds + 1)},
                       outputs=["dccl_rounds_table", "dccl_rounds_mlflow_metrics"], name="report_dccl_rounds"))
-    return data_stages() + Pipeline(nodes)
+    return data_stages() + for_this_run(Pipeline(nodes))

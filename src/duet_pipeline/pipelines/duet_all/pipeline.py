@@ -17,7 +17,8 @@ SHARED_DATASETS = {"item_index", "train_samples", "validation_samples", "test_sa
 def per_backbone(backbone: str) -> Pipeline:
     stages = model_stages(current(), backbone)
     parameters = {name for name in stages.inputs() if name.startswith("params:")}
-    return pipeline(stages, namespace=backbone, inputs=SHARED_DATASETS & stages.inputs(), parameters=parameters)
+    shared = {name for name in stages.inputs() if name.split("@")[0] in SHARED_DATASETS}  # any transcoding
+    return pipeline(stages, namespace=backbone, inputs=shared, parameters=parameters)
 
 
 def create_pipeline(**kwargs) -> Pipeline:

@@ -1,11 +1,15 @@
-"""Ingestion nodes: raw MovieLens ratings -> interactions + item index."""
+"""Ingestion nodes: raw ratings (MovieLens files, or generated synthetic-<N> shards) ->
+interactions + item index."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from duet_pipeline.data.movielens import RawDataParams, build_item_index, ensure_ratings_file, read_ratings
+from duet_pipeline.data.synthetic import SyntheticParams, synthetic_shards
 
 
 def ingest_ratings(dataset: str, raw_data: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -17,4 +21,16 @@ def ingest_ratings(dataset: str, raw_data: dict[str, Any]) -> tuple[pd.DataFrame
     raw = RawDataParams.from_params(raw_data)
     path = ensure_ratings_file(dataset, data_dir=raw.data_dir, fallback_root=raw.fallback_root, download=raw.download)
     interactions = read_ratings(path, dataset)
+    return interactions, build_item_index(interactions)
+
+
+def generate_synthetic(dataset: str, synthetic: dict[str, Any]) -> dict[str, Callable[[], pd.DataFrame]]:
+    """The shards of ``synthetic-<N>``, each generated as it is written."""
+    return synthetic_shards(dataset, SyntheticParams.from_params(synthetic))
+
+
+def ingest_shards(shards: dict[str, Callable[[], pd.DataFrame]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Synthetic shards (in name order) -> interactions and item index, as ``ingest_ratings``."""
+    interactions = pd.concat([shards[name]() for name in sorted(shards)], ignore_index=True)
+    interactions["row_order"] = np.arange(len(interactions), dtype=np.int64)
     return interactions, build_item_index(interactions)

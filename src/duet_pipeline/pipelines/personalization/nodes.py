@@ -25,4 +25,4 @@ def personalize_devices(
     result = chosen.personalize(model_bundle, devices, chosen.parse_options(options))
     if result.report:
         logger.info("%s: %s", method, ", ".join(f"{k}={v:.4g}" for k, v in result.report.items()))
-    return predictions_frame(test_samples, result.scores, method), {"method": method, **result.report}
+    return predictions_frame(devices.candidates, result.scores, method), {"method": method, **result.report}

@@ -7,19 +7,22 @@ import pandas as pd
 
 from duet_pipeline.training.loop import TrainingConfig
 from duet_pipeline.training.models import CloudData, train_base
+from duet_pipeline.training.streaming import StreamedSamples
 from duet_pipeline.training.tensors import to_tensors
 from duet_pipeline.training.tracking import metric_history
 
 
-def cloud_data(train_samples: pd.DataFrame, validation_samples: pd.DataFrame, item_index: pd.DataFrame,
+def cloud_data(train_samples: pd.DataFrame | list[str], validation_samples: pd.DataFrame, item_index: pd.DataFrame,
                backbone: str, model: dict[str, Any], backbones: dict[str, Any], training: dict[str, Any]) -> CloudData:
-    """What every cloud training reads, from the catalog's datasets and parameters."""
-    return CloudData(to_tensors(train_samples), to_tensors(validation_samples), int(item_index["item_index"].max()),
+    """What every cloud training reads, from the catalog's datasets and parameters.
+    ``train_samples``: the rows, or (training.streaming) their parquet files."""
+    train = StreamedSamples.open(train_samples) if isinstance(train_samples, list) else to_tensors(train_samples)
+    return CloudData(train, to_tensors(validation_samples), int(item_index["item_index"].max()),
                      backbone, model, backbones, TrainingConfig.from_params(training))
 
 
 def train_base_model(
-    train_samples: pd.DataFrame, validation_samples: pd.DataFrame, item_index: pd.DataFrame,
+    train_samples: pd.DataFrame | list[str], validation_samples: pd.DataFrame, item_index: pd.DataFrame,
     backbone: str, model: dict[str, Any], backbones: dict[str, Any], training: dict[str, Any],
 ) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any]]:
     """Train the base model; returns its bundle, per-epoch history and MLflow metric history."""

@@ -1,0 +1,271 @@
+"""How cost grows past MovieLens (`make benchmark-scale`): the data stages on pandas and
+Spark at synthetic-1m, -5m and -25m; streaming training rows/s with 1 and 2 DDP
+processes; peak memory of streaming training at synthetic-25m; samples on disk before
+and after the one-row-per-positive layout.
+
+Every measurement is a `kedro run` in a project copy under --work, watched from outside:
+wall time, and the peak resident memory of the Python driver, the JVM (Spark's driver,
+which in local mode also runs the executors) and the whole process tree, sampled every
+0.2 s from /proc. Each finished measurement is a row of docs/results/scale.csv, so the
+script resumes where it stopped (--fresh starts over); the table and the plot in
+docs/benchmarks.md are written from that CSV.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO_ROOT, machine, project_copy, today, write_section  # noqa: E402
+
+RESULTS = REPO_ROOT / "docs" / "results" / "scale.csv"
+PLOT = REPO_ROOT / "docs" / "benchmarks" / "scale.png"
+FIELDS = ["measurement", "dataset", "engine", "processes", "status", "wall_s", "peak_python_gib", "peak_jvm_gib",
+          "peak_tree_gib", "rows_per_s", "train_positives", "train_bytes", "expanded_bytes", "note"]
+SIZES = ("synthetic-1m", "synthetic-5m", "synthetic-25m")
+TRAINING = "methods=base,training.streaming=true,training.max_epochs=1,training.progress=false"
+SPEED_BATCHES = 1500  # batches of 1024 rows per speed measurement
+MEMORY_BATCHES = 3000
+
+
+class TreeMemory:
+    """Peak RSS of a process and its descendants, by kind, sampled from /proc."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peaks, self._stop = pid, {"python": 0, "jvm": 0, "tree": 0}, threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        return {kind: peak / 2**30 for kind, peak in self.peaks.items()}
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.2):
+            sizes = {"python": 0, "jvm": 0, "tree": 0}
+            for pid, name in _descendants(self.pid):
+                rss = _rss(pid)
+                sizes["tree"] += rss
+                kind = "jvm" if name == "java" else "python" if pid == self.pid else None
+                if kind:
+                    sizes[kind] = max(sizes[kind], rss)
+            self.peaks = {kind: max(self.peaks[kind], sizes[kind]) for kind in sizes}
+
+
+def _descendants(root: int) -> list[tuple[int, str]]:
+    children: dict[int, list[int]] = {}
+    names = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            names[int(entry.name)] = stat[stat.index("(") + 1 : stat.rindex(")")]
+            children.setdefault(int(stat[stat.rindex(")") + 2 :].split()[1]), []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append((pid, names.get(pid, "")))
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def _rss(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def watched_run(project: Path, params: str, pipelines: str) -> dict:
+    """One `kedro run`: status (ok, or its one-line error), wall time and peak memories."""
+    kedro = str(Path(sys.executable).with_name("kedro"))
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true"}
+    started = time.perf_counter()
+    process = subprocess.Popen([kedro, "run", f"--pipelines={pipelines}", f"--params={params}"], cwd=project,
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    memory = TreeMemory(process.pid)
+    output = process.communicate()[0]
+    peaks = memory.stop()
+    errors = [line for line in output.splitlines() if line.startswith("Error:")]
+    status = "ok" if process.returncode == 0 else (errors[-1] if errors else f"exit {process.returncode}")
+    return {"status": status, "wall_s": round(time.perf_counter() - started, 1),
+            **{f"peak_{kind}_gib": round(peak, 2) for kind, peak in peaks.items()}, "log": output}
+
+
+def latest(path: Path) -> Path:
+    return sorted(path.iterdir())[-1] / path.name
+
+
+def size_on_disk(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*.parquet"))
+
+
+def expanded_layout_bytes(samples: Path, scratch: Path) -> int:
+    """The same train samples written in the earlier layout (a row per positive and per
+    negative, each with its own history and a label), by the same pandas writer."""
+    from duet_pipeline.training.tensors import to_tensors
+
+    rows = to_tensors(pd.read_parquet(samples, dtype_backend="pyarrow"))
+    frame = pd.DataFrame({"user_id": rows.user.numpy(), "history": list(rows.history.numpy()),
+                          "target_item": rows.target.numpy(), "label": rows.label.numpy().astype("int8")})
+    frame.to_parquet(scratch)
+    return scratch.stat().st_size
+
+
+def measure(project: Path, name: str, dataset: str, engine: str, processes: int) -> dict:
+    row = {"measurement": name, "dataset": dataset, "engine": engine, "processes": processes}
+    model_input = project / "data" / "05_model_input" / dataset
+    if name == "data stages":
+        run = watched_run(project, f"dataset={dataset},features.engine={engine}", "ingestion,feature_engineering")
+        if run["status"] == "ok":
+            train = latest(model_input / "train_samples.parquet")
+            row |= {"train_bytes": size_on_disk(train),
+                    "train_positives": sum(len(pd.read_parquet(f, columns=["user_id"])) for f in _parts(train))}
+    else:
+        batches = MEMORY_BATCHES if name == "streaming memory" else SPEED_BATCHES
+        run = watched_run(project, f"dataset={dataset},{TRAINING},training.limit_train_batches={batches},"
+                                   f"training.distributed.processes={processes}", "umn_training")
+        if run["status"] == "ok":
+            history = pd.read_csv(latest(project / "data" / "08_reporting" / dataset / "din" /
+                                         "base_training_history.csv"))
+            row["rows_per_s"] = round(float(history["train_rows_per_second"].iloc[0]))
+    if run["status"] != "ok":
+        print(run["log"][-3000:], file=sys.stderr)
+    return row | {k: v for k, v in run.items() if k != "log"}
+
+
+def _parts(path: Path) -> list[Path]:
+    return [path] if path.is_file() else sorted(p for p in path.glob("*.parquet"))
+
+
+def plan() -> list[tuple[str, str, str, int]]:
+    data = [("data stages", size, engine, 1) for size in SIZES for engine in ("pandas", "spark")]
+    speed = [("training speed", "synthetic-5m", "-", processes) for processes in (1, 2)]
+    return data + speed + [("streaming memory", "synthetic-25m", "-", 1)]
+
+
+def load_rows() -> list[dict]:
+    return list(csv.DictReader(RESULTS.open())) if RESULTS.exists() else []
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "duet-scale")
+    parser.add_argument("--fresh", action="store_true", help="forget docs/results/scale.csv and start over")
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args()
+    if args.fresh and RESULTS.exists():
+        RESULTS.unlink()
+    project = args.work / "project"
+    if not args.report_only:
+        done = {(r["measurement"], r["dataset"], r["engine"], str(r["processes"])) for r in load_rows()}
+        if not project.exists():
+            project_copy(project)
+        for name, dataset, engine, processes in plan():
+            if (name, dataset, engine, str(processes)) in done:
+                continue
+            print(f"{today()}: {name} {dataset} {engine} x{processes}", flush=True)
+            row = measure(project, name, dataset, engine, processes)
+            if name == "data stages" and row["status"] == "ok" and dataset == "synthetic-1m" and engine == "pandas":
+                train = latest(project / "data" / "05_model_input" / dataset / "train_samples.parquet")
+                row["expanded_bytes"] = expanded_layout_bytes(train, args.work / "expanded.parquet")
+            RESULTS.parent.mkdir(parents=True, exist_ok=True)
+            new = not RESULTS.exists()
+            with RESULTS.open("a", newline="") as out:
+                writer = csv.DictWriter(out, FIELDS, extrasaction="ignore")
+                if new:
+                    writer.writeheader()
+                writer.writerow(row)
+            print(f"  {row['status']}: {row.get('wall_s')} s, tree peak {row.get('peak_tree_gib')} GiB", flush=True)
+    report(pd.DataFrame(load_rows()))
+
+
+def report(rows: pd.DataFrame) -> None:
+    """The section of docs/benchmarks.md and its plot, from the CSV."""
+    if rows.empty:
+        return
+    for column in ("wall_s", "peak_python_gib", "peak_jvm_gib", "peak_tree_gib", "rows_per_s", "train_positives",
+                   "train_bytes", "expanded_bytes"):
+        rows[column] = pd.to_numeric(rows[column], errors="coerce")
+    data = rows[rows["measurement"] == "data stages"]
+    lines = ["## How cost grows: Spark, streaming and DDP at synthetic-1m / 5m / 25m", "",
+             "Command: `make benchmark-scale` (`python benchmarks/bench_scale.py`; per-measurement record "
+             "`docs/results/scale.csv`, one run each).", f"Machine: {machine(threads=False)}. Date: {today()}.", "",
+             "Data stages (`kedro run --pipelines=ingestion,feature_engineering --params=dataset=<N>,"
+             "features.engine=<engine>`), whole CLI run:", "",
+             "| dataset | engine | outcome | wall (s) | Python driver peak (GiB) | JVM peak (GiB) | "
+             "process tree peak (GiB) | train positives | train samples on disk (MB) |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for _, r in data.iterrows():
+        outcome = "ok" if r["status"] == "ok" else r["status"].replace("|", "/")
+        lines.append(f"| {r['dataset']} | {r['engine']} | {outcome} | {_f(r['wall_s'], 0)} | "
+                     f"{_f(r['peak_python_gib'], 2)} | {_f(r['peak_jvm_gib'], 2)} | {_f(r['peak_tree_gib'], 2)} | "
+                     f"{_f(r['train_positives'], 0, ',')} | {_f(r['train_bytes'] / 1e6, 0)} |")
+    expanded = data.dropna(subset=["expanded_bytes"])
+    if not expanded.empty:
+        r = expanded.iloc[0]
+        lines += ["", f"Train samples on disk, {r['dataset']}: {r['expanded_bytes'] / 1e6:.0f} MB in the earlier "
+                  f"layout (a row per positive and per negative, each with its history and label) and "
+                  f"{r['train_bytes'] / 1e6:.0f} MB stored once per positive with its negatives as an array: "
+                  f"{r['expanded_bytes'] / r['train_bytes']:.1f}x smaller, same content, same pandas writer."]
+    training = rows[rows["measurement"] != "data stages"]
+    if not training.empty:
+        lines += ["", "Streaming base-model training (`kedro run --pipelines=umn_training --params=..."
+                  "training.streaming=true,training.limit_train_batches=<B>,training.distributed.processes=<P>`; "
+                  "DIN, batch 1024, one epoch of B batches plus validation):", "",
+                  "| measurement | dataset | processes | outcome | rows / s | wall (s) | process tree peak (GiB) |",
+                  "|---|---|---:|---|---:|---:|---:|"]
+        for _, r in training.iterrows():
+            lines.append(f"| {r['measurement']} | {r['dataset']} | {r['processes']} | {r['status']} | "
+                         f"{_f(r['rows_per_s'], 0, ',')} | {_f(r['wall_s'], 0)} | {_f(r['peak_tree_gib'], 2)} |")
+    lines += ["", "![wall time and peak memory of the data stages by engine and size](benchmarks/scale.png)"]
+    write_section("scale", "\n".join(lines))
+    _plot(data)
+
+
+def _f(value: float, digits: int, thousands: str = "") -> str:
+    return "-" if pd.isna(value) else format(value, f"{thousands}.{digits}f")
+
+
+def _plot(data: pd.DataFrame) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = data[data["status"] == "ok"].copy()
+    done["interactions"] = done["dataset"].map({"synthetic-1m": 1e6, "synthetic-5m": 5e6, "synthetic-25m": 25e6})
+    figure, (wall, memory) = plt.subplots(1, 2, figsize=(10, 4))
+    for engine, part in done.groupby("engine"):
+        part = part.sort_values("interactions")
+        wall.plot(part["interactions"], part["wall_s"], marker="o", label=engine)
+        memory.plot(part["interactions"], part["peak_tree_gib"], marker="o", label=engine)
+    for axis, label in ((wall, "wall time (s)"), (memory, "peak memory, process tree (GiB)")):
+        axis.set_xscale("log")
+        axis.set_xlabel("interactions")
+        axis.set_ylabel(label)
+        axis.legend()
+        axis.grid(alpha=0.3)
+    figure.suptitle("Data stages on 2 cores: pandas vs Spark (local mode)")
+    figure.tight_layout()
+    PLOT.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(PLOT, dpi=110)
+
+
+if __name__ == "__main__":
+    main()

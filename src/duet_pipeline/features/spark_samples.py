@@ -1,0 +1,126 @@
+"""PROTOCOL section 2 in Spark: the spark engine of the feature stage (``features.engine: spark``).
+
+The same samples as the pandas engine (features/samples.py), row for row, computed
+with Spark's own operators so that it scales past one machine's memory: a window per
+user for the counts, the click order and the sliding history; a broadcast join for the
+re-indexing; the leave-one-out split from the click position. The negatives are drawn
+per user in Arrow batches (``mapInArrow``) by the very function the pandas engine
+calls, features/negatives.py, whose stream is keyed by (seed, split, user, position),
+so Spark's partitioning cannot change them.
+
+Nothing here converts to or from pandas: pyspark 4.3 does not fully support pandas 3,
+and the data stay in the JVM except for the negatives' Arrow batches.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import partial
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from .negatives import keyed_negatives, user_item_keys
+
+SPLIT_COLUMN = "split"
+STORED_SCHEMA = "user_id long, history array<long>, target_item long, negatives array<long>"
+
+
+def make_samples_spark(
+    interactions: DataFrame,
+    item_index: DataFrame,
+    max_seq_len: int,
+    min_user_interactions: int,
+    min_rating: float | None,
+    negatives: dict[str, int],
+    seed: int,
+) -> dict[str, DataFrame]:
+    """Train, validation and test samples, in the stored layout of features/samples.py."""
+    clicks = _ordered_clicks(interactions, item_index, min_rating, min_user_interactions)
+    positives = _positives(clicks, max_seq_len)
+    candidate_items = np.asarray(
+        [row[0] for row in clicks.select("item_id").distinct().orderBy("item_id").collect()], dtype=np.int64
+    )
+    num_items = int(item_index.agg(F.max("item_index")).first()[0])
+    seen = clicks.groupBy("user_id").agg(F.collect_set("item_id").alias("seen"))
+    per_user = (positives.groupBy("user_id", SPLIT_COLUMN)
+                .agg(F.collect_list(F.struct("position", "history", "target_item")).alias("positives"))
+                .join(seen, "user_id"))
+    draw = partial(_draw_batches, seed=seed, negatives=dict(negatives), candidate_items=candidate_items,
+                   num_items=num_items)
+    samples = per_user.mapInArrow(draw, f"{SPLIT_COLUMN} string, {STORED_SCHEMA}")
+    # Written three times (one dataset per split): computed once.
+    samples = samples.persist(StorageLevel.MEMORY_AND_DISK)
+    return {split: samples.where(F.col(SPLIT_COLUMN) == split).drop(SPLIT_COLUMN) for split in negatives}
+
+
+def _ordered_clicks(interactions: DataFrame, item_index: DataFrame, min_rating: float | None,
+                    min_user_interactions: int) -> DataFrame:
+    """PROTOCOL 2.1-2.4: filtered, re-indexed clicks with each one's position in its user's time order."""
+    if min_rating is not None:
+        interactions = interactions.where(F.col("rating") >= min_rating)
+    per_user = Window.partitionBy("user_id")
+    interactions = (interactions.withColumn("clicks", F.count(F.lit(1)).over(per_user))
+                    .where(F.col("clicks") >= min_user_interactions))
+    index = F.broadcast(item_index.select(F.col("raw_item_id").alias("item_id"), "item_index"))
+    unknown = interactions.join(index, "item_id", "left_anti").select("item_id").distinct().limit(5).collect()
+    if unknown:
+        raise ValueError(
+            f"item_index has no entry for raw item ids {sorted(row[0] for row in unknown)}: the item_index "
+            "dataset does not belong to these interactions; re-run the ingestion pipeline."
+        )
+    interactions = interactions.join(index, "item_id").drop("item_id").withColumnRenamed("item_index", "item_id")
+    # Ties in time keep the file order (PROTOCOL 2.4), as the pandas engine's stable sort.
+    in_time = per_user.orderBy("timestamp", "row_order")
+    return interactions.withColumn("position", F.row_number().over(in_time) - 1)
+
+
+def _positives(clicks: DataFrame, max_seq_len: int) -> DataFrame:
+    """PROTOCOL 2.5-2.6: each target click with its left-padded history and its split."""
+    in_time = Window.partitionBy("user_id").orderBy("position")
+    before = F.collect_list("item_id").over(in_time.rowsBetween(-max_seq_len, -1))
+    padding = F.array_repeat(F.lit(0).cast("long"), F.lit(max_seq_len) - F.size(before))
+    last = F.col("clicks") - 1
+    split = (F.when(F.col("position") == last, "test")
+             .when(F.col("position") == last - 1, "validation")
+             .otherwise("train"))
+    return (clicks.withColumn("history", F.concat(padding, before.cast("array<long>")))
+            .withColumn(SPLIT_COLUMN, split)
+            .where(F.col("position") >= 1)
+            .select("user_id", "position", "history", F.col("item_id").cast("long").alias("target_item"),
+                    SPLIT_COLUMN))
+
+
+def _draw_batches(batches: Iterator[pa.RecordBatch], seed: int, negatives: dict[str, int],
+                  candidate_items: np.ndarray, num_items: int) -> Iterator[pa.RecordBatch]:
+    """Per-user rows (user, split, positives, seen) -> one stored row per positive."""
+    for batch in batches:
+        for split in negatives:
+            rows = batch.filter(pc.equal(batch.column(SPLIT_COLUMN), split))
+            if rows.num_rows:
+                yield _draw_split(rows, split, seed, negatives[split], candidate_items, num_items)
+
+
+def _draw_split(rows: pa.RecordBatch, split: str, seed: int, num_negatives: int, candidate_items: np.ndarray,
+                num_items: int) -> pa.RecordBatch:
+    users = rows.column("user_id").to_numpy()
+    nested = rows.column("positives")
+    counts = pc.list_value_length(nested).to_numpy(zero_copy_only=False)
+    positives = nested.flatten()
+    seen = rows.column("seen")
+    seen_users = np.repeat(users, pc.list_value_length(seen).to_numpy(zero_copy_only=False))
+    seen_keys = user_item_keys(seen_users, seen.flatten().to_numpy(zero_copy_only=False), num_items)
+    positive_users = np.repeat(users, counts)
+    drawn = keyed_negatives(seed, split, positive_users, positives.field("position").to_numpy(zero_copy_only=False),
+                            num_negatives, candidate_items, seen_keys, num_items)
+    flat = pa.array(drawn.reshape(-1))
+    offsets = pa.array(np.arange(0, drawn.size + 1, num_negatives, dtype=np.int32))
+    return pa.RecordBatch.from_arrays(
+        [pa.array(np.full(len(positive_users), split)), pa.array(positive_users),
+         positives.field("history").cast(pa.list_(pa.int64())), positives.field("target_item"),
+         pa.ListArray.from_arrays(offsets, flat)],
+        names=[SPLIT_COLUMN, "user_id", "history", "target_item", "negatives"],
+    )
