@@ -127,9 +127,47 @@ def expanded_layout_bytes(samples: Path, scratch: Path) -> int:
     return scratch.stat().st_size
 
 
+def stored_rows(samples: pd.DataFrame, in_order: bool) -> "np.ndarray":
+    """Every stored value of every row; rows sorted unless ``in_order``."""
+    import numpy as np
+
+    from duet_pipeline.features.samples import list_matrix
+
+    rows = np.column_stack([samples["user_id"].to_numpy(np.int64), list_matrix(samples, "history"),
+                            samples["target_item"].to_numpy(np.int64), list_matrix(samples, "negatives")])
+    return rows if in_order else rows[np.lexsort(rows.T[::-1])]
+
+
+def parity(project: Path, dataset: str) -> dict:
+    """Both engines on ``dataset``: are the samples identical, split by split, after
+    sorting (the protocol's test), and also in the order they are stored?"""
+    import numpy as np
+
+    model_input = project / "data" / "05_model_input" / dataset
+    outcome = {}
+    for engine in ("pandas", "spark"):
+        run = watched_run(project, f"dataset={dataset},features.engine={engine}", "ingestion,feature_engineering")
+        if run["status"] != "ok":
+            return {k: v for k, v in run.items() if k != "log"} | {"status": f"{engine}: {run['status']}"}
+        outcome[engine] = {split: pd.read_parquet(latest(model_input / f"{split}_samples.parquet"),
+                                                  dtype_backend="pyarrow")
+                           for split in ("train", "validation", "test")}
+
+    def equal(in_order: bool) -> bool:
+        return all(np.array_equal(stored_rows(outcome["pandas"][split], in_order),
+                                  stored_rows(outcome["spark"][split], in_order)) for split in outcome["pandas"])
+
+    rows = sum(len(frame) for frame in outcome["pandas"].values())
+    return {"status": "identical" if equal(in_order=False) else "DIFFERENT",
+            "train_positives": len(outcome["pandas"]["train"]), "wall_s": run["wall_s"],
+            "note": f"{rows:,} stored rows in 3 splits; also in the same stored order: {equal(in_order=True)}"}
+
+
 def measure(project: Path, name: str, dataset: str, engine: str, processes: int) -> dict:
     row = {"measurement": name, "dataset": dataset, "engine": engine, "processes": processes}
     model_input = project / "data" / "05_model_input" / dataset
+    if name == "parity":
+        return row | parity(project, dataset)
     if name == "data stages":
         run = watched_run(project, f"dataset={dataset},features.engine={engine}", "ingestion,feature_engineering")
         if run["status"] == "ok":
@@ -154,9 +192,10 @@ def _parts(path: Path) -> list[Path]:
 
 
 def plan() -> list[tuple[str, str, str, int]]:
+    checks = [("parity", dataset, "both", 1) for dataset in ("ml-latest-small", "ml-100k")]
     data = [("data stages", size, engine, 1) for size in SIZES for engine in ("pandas", "spark")]
     speed = [("training speed", "synthetic-5m", "-", processes) for processes in (1, 2)]
-    return data + speed + [("streaming memory", "synthetic-25m", "-", 1)]
+    return checks + data + speed + [("streaming memory", "synthetic-25m", "-", 1)]
 
 
 def load_rows() -> list[dict]:
@@ -203,6 +242,7 @@ def report(rows: pd.DataFrame) -> None:
                    "train_bytes", "expanded_bytes"):
         rows[column] = pd.to_numeric(rows[column], errors="coerce")
     data = rows[rows["measurement"] == "data stages"]
+    checks = rows[rows["measurement"] == "parity"]
     lines = ["## How cost grows: Spark, streaming and DDP at synthetic-1m / 5m / 25m", "",
              "Command: `make benchmark-scale` (`python benchmarks/bench_scale.py`; per-measurement record "
              "`docs/results/scale.csv`, one run each).", f"Machine: {machine(threads=False)}. Date: {today()}.", "",
@@ -223,7 +263,10 @@ def report(rows: pd.DataFrame) -> None:
                   f"layout (a row per positive and per negative, each with its history and label) and "
                   f"{r['train_bytes'] / 1e6:.0f} MB stored once per positive with its negatives as an array: "
                   f"{r['expanded_bytes'] / r['train_bytes']:.1f}x smaller, same content, same pandas writer."]
-    training = rows[rows["measurement"] != "data stages"]
+    if not checks.empty:
+        lines += ["", "Parity (both engines' `kedro run`, samples compared split by split after sorting):", ""]
+        lines += [f"- {r['dataset']}: {r['status']} ({r['note']})" for _, r in checks.iterrows()]
+    training = rows[rows["measurement"].isin(["training speed", "streaming memory"])]
     if not training.empty:
         lines += ["", "Streaming base-model training (`kedro run --pipelines=umn_training --params=..."
                   "training.streaming=true,training.limit_train_batches=<B>,training.distributed.processes=<P>`; "

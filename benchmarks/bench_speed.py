@@ -93,10 +93,13 @@ def training_rows_per_second(model, train, order, config, steps: int) -> float:
     optimizer = make_optimizer(model, config)
     warm_up, timed = (train.rows(order[i * config.batch_size: j * config.batch_size]) for i, j in
                       ((0, 10), (10, 10 + steps)))
+    def batches(rows):
+        return ((rows.rows(index), index) for index in torch.arange(len(rows)).split(config.batch_size))
+
     with CoreShare() as cores:
-        train_epoch(model, optimizer, warm_up, config.batch_size, torch.arange(len(warm_up)), None, cores)
+        train_epoch(model, optimizer, batches(warm_up), None, cores)
         started = time.perf_counter()
-        train_epoch(model, optimizer, timed, config.batch_size, torch.arange(len(timed)), None, cores)
+        train_epoch(model, optimizer, batches(timed), None, cores)
     return steps * config.batch_size / (time.perf_counter() - started)
 
 

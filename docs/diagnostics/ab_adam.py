@@ -46,7 +46,7 @@ from duet_pipeline.training.tensors import to_tensors  # noqa: E402
 
 ratings = read_ratings(Path(__file__).resolve().parents[3] / "shared" / "data" / "ml-100k" / "u.data", "ml-100k")
 index = build_item_index(ratings)
-train = to_tensors(make_samples(ratings, index, **FeatureParams.from_params(p["features"]).model_dump())["train"])
+train = to_tensors(make_samples(ratings, index, **FeatureParams.from_params(p["features"]).sample_options())["train"])
 order = shuffled_order(history_groups(train), torch.Generator().manual_seed(0))
 for backbone in ["din", "sasrec"]:
     torch.manual_seed(0)

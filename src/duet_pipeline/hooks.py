@@ -51,34 +51,51 @@ class ParameterCheckHook:
 
 
 class SparkHook:
-    """Kedro's PySpark integration, only for ``features.engine: spark``: the session from
-    conf/base/spark.yml when the context is created, and the Spark datasets of
-    conf/base/datasets_spark.yml in the catalog."""
+    """Kedro's PySpark integration, only for ``features.engine: spark``: the Spark datasets
+    of conf/base/datasets_spark.yml in the catalog, and the session from
+    conf/base/spark.yml before a pipeline that reads or writes them runs (checking Java
+    and pyspark first); its cached DataFrames are released when the run ends."""
 
     def __init__(self) -> None:
         self._datasets: dict[str, Any] = {}
+        self._session_conf: dict[str, Any] = {}
+        self._session: Any = None
 
     @hook_impl
     def after_context_created(self, context: Any) -> None:
         from duet_pipeline.pipelines import selection
 
-        self._datasets = {}
+        self._datasets, self._session_conf = {}, {}
         if selection.current().engine == "spark":
-            from duet_pipeline.spark_session import start_spark
-
-            start_spark(context.config_loader["spark"])
-            self._datasets = context.config_loader["spark_catalog"]
+            self._datasets = {name: entry for name, entry in context.config_loader["spark_catalog"].items()
+                              if not name.startswith("_")}
+            self._session_conf = context.config_loader["spark"]
 
     @hook_impl(tryfirst=True)
-    def after_catalog_created(self, catalog: Any, save_version: str, load_versions: dict[str, str]) -> None:
+    def after_catalog_created(self, catalog: Any, conf_creds: dict[str, Any], save_version: str,
+                              load_versions: dict[str, str]) -> None:
         if not self._datasets:
             return
         from kedro.io import DataCatalog
 
-        entries = {name: entry for name, entry in self._datasets.items() if not name.startswith("_")}
-        added = DataCatalog.from_config(entries, save_version=save_version, load_versions=load_versions)
-        for name in entries:
+        versions = {name: version for name, version in load_versions.items() if name in self._datasets}
+        added = DataCatalog.from_config(self._datasets, credentials=conf_creds, save_version=save_version,
+                                        load_versions=versions)
+        for name in self._datasets:
             catalog[name] = added.get(name)
+
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(self, pipeline: Any) -> None:
+        if any(name in self._datasets for name in pipeline.datasets()):
+            from duet_pipeline.spark_session import start_spark
+
+            self._session = start_spark(self._session_conf)
+
+    @hook_impl
+    def after_pipeline_run(self) -> None:
+        if self._session is not None:
+            self._session.catalog.clearCache()
+            self._session = None
 
 
 # Outputs a run prints at its end (a namespaced pipeline has one per namespace).

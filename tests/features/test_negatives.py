@@ -6,8 +6,6 @@ partitioned, and that splitmix64 is the published function.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -20,7 +18,8 @@ from duet_pipeline.features.samples import (
     split_leave_one_out,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from conftest import REPO_ROOT
+
 SHIPPED_RATINGS = REPO_ROOT / "data" / "01_raw" / "ml-latest-small" / "ratings.csv"
 
 MASK_64 = (1 << 64) - 1

@@ -542,3 +542,13 @@ def test_ml_100k_sizes():
     assert len(samples["train"]) == 97_171
     assert list_matrix(samples["test"], "negatives").shape == (943, 99)
     _check_real_samples(interactions, item_index, samples, 943, 97_171)
+
+
+def test_pandas_engine_refuses_what_would_not_fit_before_allocating():
+    """Past the memory available the pandas engine stops with a message that names the
+    out-of-memory risk and the spark engine; within it, it goes ahead."""
+    from duet_pipeline.features.samples import PANDAS_BYTES_PER_INTERACTION, check_fits_in_memory
+
+    with pytest.raises(MemoryError, match=r"out-of-memory risk.*features\.engine=spark"):
+        check_fits_in_memory(25_000_000, available=25_000_000 * PANDAS_BYTES_PER_INTERACTION - 1)
+    check_fits_in_memory(100_000, available=100_000 * PANDAS_BYTES_PER_INTERACTION + 1)

@@ -162,8 +162,14 @@ def synthetic_shards(dataset: str, params: SyntheticParams) -> dict[str, Callabl
     """
     num_users, num_items, num_rows = synthetic_shape(dataset)
     world = _World.create(num_users, num_items, num_rows, params)
-    shards = range(0, num_users, USERS_PER_SHARD)
-    return {f"part-{number:05d}": partial(world.shard, number, start) for number, start in enumerate(shards)}
+    starts = range(0, num_users, USERS_PER_SHARD)
+    return {name: partial(world.shard, number, start)
+            for number, (name, start) in enumerate(zip(synthetic_shard_names(dataset), starts))}
+
+
+def synthetic_shard_names(dataset: str) -> list[str]:
+    """The names of ``dataset``'s shards, in order."""
+    return [f"part-{number:05d}" for number in range(-(-synthetic_shape(dataset)[0] // USERS_PER_SHARD))]
 
 
 @dataclass(frozen=True)
@@ -229,7 +235,10 @@ def _pareto_counts(num_users: int, num_items: int, num_rows: int, params: Synthe
 
     Counts are ``min(low + scale * weight, cap)`` with the scale found by bisection, so
     the cap on the heaviest users does not flatten the others' tail."""
-    low = min(params.min_user_clicks, num_rows // num_users)
+    low = params.min_user_clicks
+    if low * num_users > num_rows:
+        raise ValueError(f"synthetic.min_user_clicks = {low}: {num_users} users of at least {low} clicks need more "
+                         f"than {num_rows} interactions")
     cap = max(low + 1, num_items // 2)  # leaves every user enough unseen items for 99 negatives
     if num_users * cap < num_rows:
         raise ValueError(f"{num_rows} interactions do not fit {num_users} users of at most {cap} clicks")

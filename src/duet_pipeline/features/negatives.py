@@ -66,13 +66,14 @@ def keyed_negatives(
     keys = row_keys(seed, split, users, positions)[:, None]
     columns = np.arange(num_negatives, dtype=np.uint64)[None, :]
     draws = _draw(keys, columns, 0, candidate_items)
-    bad = _rejected(users, draws, seen_keys, num_items)
-    for attempt in range(1, max_rounds + 1):
+    for attempt in range(1, max_rounds + 2):
+        bad = _rejected(users, draws, seen_keys, num_items)
         if not bad.any():
             return draws
+        if attempt > max_rounds:
+            break
         rows, cols = np.nonzero(bad)
         draws[rows, cols] = _draw(keys[rows, 0], cols.astype(np.uint64), attempt, candidate_items)
-        bad = _rejected(users, draws, seen_keys, num_items)
     raise ValueError(
         f"could not draw {num_negatives} distinct unseen negatives for some users after "
         f"{max_rounds} rounds: a user has interacted with almost every item; lower the "

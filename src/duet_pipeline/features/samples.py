@@ -164,9 +164,9 @@ def build_samples(
 ) -> pd.DataFrame:
     """One stored row per positive: (user, history, target, negatives).
 
-    The negatives come from the stream keyed by (seed, split, user) and counted by the
-    target's click position, so they do not depend on the order or grouping of the
-    positives (features/negatives.py).
+    The negatives come from the stream keyed by (seed, split, user, the target's click
+    position), so they do not depend on the order or grouping of the positives
+    (features/negatives.py).
     """
     negatives = keyed_negatives(seed, split, positives.user_id, positives.position, num_negatives,
                                 candidate_items, seen_keys, num_items)

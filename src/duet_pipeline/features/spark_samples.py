@@ -26,7 +26,8 @@ from pyspark.sql import functions as F
 from .negatives import keyed_negatives, user_item_keys
 
 SPLIT_COLUMN = "split"
-STORED_SCHEMA = "user_id long, history array<long>, target_item long, negatives array<long>"
+DRAWN_SCHEMA = (f"{SPLIT_COLUMN} string, user_id long, position long, history array<long>, target_item long, "
+                "negatives array<long>")
 
 
 def make_samples_spark(
@@ -39,7 +40,9 @@ def make_samples_spark(
     seed: int,
 ) -> dict[str, DataFrame]:
     """Train, validation and test samples, in the stored layout of features/samples.py."""
-    clicks = _ordered_clicks(interactions, item_index, min_rating, min_user_interactions)
+    # Read by the item check, the candidates, the seen sets and the windows: computed once.
+    clicks = _ordered_clicks(interactions, item_index, min_rating, min_user_interactions).persist(
+        StorageLevel.MEMORY_AND_DISK)
     positives = _positives(clicks, max_seq_len)
     candidate_items = np.asarray(
         [row[0] for row in clicks.select("item_id").distinct().orderBy("item_id").collect()], dtype=np.int64
@@ -51,10 +54,12 @@ def make_samples_spark(
                 .join(seen, "user_id"))
     draw = partial(_draw_batches, seed=seed, negatives=dict(negatives), candidate_items=candidate_items,
                    num_items=num_items)
-    samples = per_user.mapInArrow(draw, f"{SPLIT_COLUMN} string, {STORED_SCHEMA}")
-    # Written three times (one dataset per split): computed once.
-    samples = samples.persist(StorageLevel.MEMORY_AND_DISK)
-    return {split: samples.where(F.col(SPLIT_COLUMN) == split).drop(SPLIT_COLUMN) for split in negatives}
+    # The pandas engine's row order (user, then time), so that training reads the same
+    # rows in the same order whichever engine wrote them. Written three times (one
+    # dataset per split): computed once; SparkHook releases it when the run ends.
+    samples = per_user.mapInArrow(draw, DRAWN_SCHEMA).orderBy("user_id", "position").persist(
+        StorageLevel.MEMORY_AND_DISK)
+    return {split: samples.where(F.col(SPLIT_COLUMN) == split).drop(SPLIT_COLUMN, "position") for split in negatives}
 
 
 def _ordered_clicks(interactions: DataFrame, item_index: DataFrame, min_rating: float | None,
@@ -75,7 +80,7 @@ def _ordered_clicks(interactions: DataFrame, item_index: DataFrame, min_rating: 
     interactions = interactions.join(index, "item_id").drop("item_id").withColumnRenamed("item_index", "item_id")
     # Ties in time keep the file order (PROTOCOL 2.4), as the pandas engine's stable sort.
     in_time = per_user.orderBy("timestamp", "row_order")
-    return interactions.withColumn("position", F.row_number().over(in_time) - 1)
+    return interactions.withColumn("position", (F.row_number().over(in_time) - 1).cast("long"))
 
 
 def _positives(clicks: DataFrame, max_seq_len: int) -> DataFrame:
@@ -96,7 +101,7 @@ def _positives(clicks: DataFrame, max_seq_len: int) -> DataFrame:
 
 def _draw_batches(batches: Iterator[pa.RecordBatch], seed: int, negatives: dict[str, int],
                   candidate_items: np.ndarray, num_items: int) -> Iterator[pa.RecordBatch]:
-    """Per-user rows (user, split, positives, seen) -> one stored row per positive."""
+    """Rows (user, split, the user's positives in it, the user's items) -> one row per positive."""
     for batch in batches:
         for split in negatives:
             rows = batch.filter(pc.equal(batch.column(SPLIT_COLUMN), split))
@@ -119,8 +124,8 @@ def _draw_split(rows: pa.RecordBatch, split: str, seed: int, num_negatives: int,
     flat = pa.array(drawn.reshape(-1))
     offsets = pa.array(np.arange(0, drawn.size + 1, num_negatives, dtype=np.int32))
     return pa.RecordBatch.from_arrays(
-        [pa.array(np.full(len(positive_users), split)), pa.array(positive_users),
+        [pa.array(np.full(len(positive_users), split)), pa.array(positive_users), positives.field("position"),
          positives.field("history").cast(pa.list_(pa.int64())), positives.field("target_item"),
          pa.ListArray.from_arrays(offsets, flat)],
-        names=[SPLIT_COLUMN, "user_id", "history", "target_item", "negatives"],
+        names=[SPLIT_COLUMN, "user_id", "position", "history", "target_item", "negatives"],
     )

@@ -27,6 +27,7 @@ again; each round's distillation starts from f_r and keeps its best validation e
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -150,6 +151,20 @@ def device_round(cloud: dict[str, Any], own: SampleTensors, options: DcclOptions
                        "loop_seconds_per_device": alone}}
 
 
+@dataclass(frozen=True)
+class DistillLoss:
+    """MoMoDistill's loss: the labels' cross-entropy plus ``weight`` x the KL divergence to
+    the devices' scores of the same rows. A class, not a closure, so that a distributed
+    training can hand it to its processes."""
+
+    teacher: torch.Tensor  # (rows,) the devices' logits of every train row
+    weight: float
+
+    def __call__(self, logits: torch.Tensor, batch: SampleTensors, rows: torch.Tensor) -> torch.Tensor:
+        data_loss = nn.functional.binary_cross_entropy_with_logits(logits, batch.label)
+        return data_loss + self.weight * bernoulli_kl(self.teacher[rows], logits).mean()
+
+
 def distill_round(cloud: dict[str, Any], devices: dict[str, Any], data: CloudData, options: DcclOptions,
                   on_epoch_end: EpochCallback | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
     """MoMoDistill: f_r trained further on every train row with the devices' models as
@@ -157,12 +172,7 @@ def distill_round(cloud: dict[str, Any], devices: dict[str, Any], data: CloudDat
     teacher_model, patch = load_cloud(cloud)
     teacher = torch.from_numpy(device_scores(teacher_model, patch, devices["metapatches"], data.train))
     student = load_model(cloud)
-    weight = options.distill_weight
-
-    def loss(logits: torch.Tensor, batch: SampleTensors, rows: torch.Tensor) -> torch.Tensor:
-        data_loss = nn.functional.binary_cross_entropy_with_logits(logits, batch.label)
-        return data_loss + weight * bernoulli_kl(teacher[rows], logits).mean()
-
+    loss = DistillLoss(teacher, options.distill_weight)
     torch.manual_seed(data.training.seed + cloud["round"])  # dropout masks
     config = data.training.model_copy(update={"max_epochs": options.distill_max_epochs})
     result = fit(student, data.train, data.validation, config, f"dccl distil round {cloud['round'] + 1}/{data.backbone}",

@@ -4,9 +4,10 @@ torch.distributed's elastic launcher (what ``torchrun`` runs) starts N processes
 this machine; each runs :func:`~duet_pipeline.training.loop.fit_replica` on its slice
 of every global batch, DDP averages the gradients (gloo on the CPU, nccl on CUDA), and
 rank 0's result comes back. Every replica reads the same batches in the same order and
-evaluates the same validation rows, so epoch selection and early stopping agree, and
-the loss of each step is the single-process one to float rounding
-(tests/training/test_distributed.py). Only the calling process logs (to MLflow).
+evaluates the same validation rows (rank 0's figure decides, so epoch selection and early
+stopping agree), and without dropout the loss of each step is the single-process one to
+float rounding (tests/training/test_distributed.py). Only the calling process logs (to
+MLflow), after the replicas finish.
 """
 from __future__ import annotations
 
@@ -46,6 +47,10 @@ def _replica(model: nn.Module, train: TrainSource, validation: SampleTensors, co
         # The launcher hands every replica the same shared-memory tensors: each must
         # own its parameters, or every optimiser step would land N times on one copy.
         model = copy.deepcopy(model).to(torch.device("cuda", local_rank) if cuda else torch.device("cpu"))
+        # Dropout masks: seeded by the run and the rank (a spawned process starts from
+        # torch's default seed). They differ from one process's masks, which cover the whole
+        # batch at once; without dropout the steps are the single-process ones.
+        torch.manual_seed(config.seed * 1_000 + rank)
         # Some models hold parameters a forward pass does not use (e.g. the base model's
         # unused heads of a method bundle): DDP must not wait for their gradients.
         replicated = DistributedDataParallel(model, device_ids=[local_rank] if cuda else None,

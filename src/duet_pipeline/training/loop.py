@@ -10,7 +10,7 @@ from typing import Any, Callable, Literal
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from torch import nn
 from tqdm import tqdm
 
@@ -68,6 +68,23 @@ class TrainingConfig(Block):
     # At most this many batches per epoch (null: every batch), e.g. to measure speed or
     # memory on a slice of a large dataset (`make benchmark-scale`).
     limit_train_batches: int | None = Field(ge=1)
+
+    @field_validator("device")
+    @classmethod
+    def _device_present(cls, device: str) -> str:
+        if device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("no CUDA device is available here; use auto or cpu")
+        return device
+
+    @field_validator("distributed")
+    @classmethod
+    def _one_process_per_gpu(cls, distributed: DistributedParams, info: ValidationInfo) -> DistributedParams:
+        if info.data.get("device") != "cpu" and torch.cuda.is_available():
+            gpus = torch.cuda.device_count()
+            if distributed.processes > gpus:
+                raise ValueError(f"processes = {distributed.processes} on {gpus} CUDA device(s): at most one "
+                                 "process per device, or training.device: cpu")
+        return distributed
 
     @field_validator("selection_metric")
     @classmethod
@@ -197,7 +214,10 @@ def train_epoch(
         share = replica.share(len(batch))
         local = batch.rows(share).to(device)
         rows = index[share] if index is not None else None
-        loss = loss_fn(model(local.history, local.target), local, rows) * (len(local) * replica.world / len(batch))
+        if len(local):
+            loss = loss_fn(model(local.history, local.target), local, rows) * (len(local) * replica.world / len(batch))
+        else:  # a last batch smaller than the world: this replica adds nothing, but joins the all-reduce
+            loss = sum(parameter.sum() * 0.0 for parameter in model.parameters())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -212,6 +232,16 @@ def mean_loss(losses: list[tuple[float, int]]) -> float:
     """The mean training loss per row of an epoch's steps."""
     rows = sum(size for _, size in losses)
     return sum(loss * size for loss, size in losses) / rows if rows else float("nan")
+
+
+def _agreed(value: float, replica: Replica) -> float:
+    """Rank 0's validation figure on every replica, so that all keep the same epoch and
+    stop together (their own figures can differ in the last bits)."""
+    if replica.world == 1:
+        return value
+    shared = torch.tensor([value], dtype=torch.float64)
+    torch.distributed.broadcast(shared, src=0)
+    return float(shared.item())
 
 
 def _global_mean(scaled_loss: torch.Tensor, replica: Replica) -> float:
@@ -266,7 +296,7 @@ def fit_replica(model: nn.Module, train: TrainSource, validation: SampleTensors,
                          "set training.streaming: false")
     device = resolve_device(config.device)
     model.to(device)
-    trained = trained or model
+    trained = model if trained is None else trained
     generator = torch.Generator().manual_seed(config.seed)
     optimizer = make_optimizer(model, config)
     groups = None
@@ -288,7 +318,7 @@ def fit_replica(model: nn.Module, train: TrainSource, validation: SampleTensors,
             records.append({"epoch": epoch, **record})
             if on_epoch_end is not None:
                 on_epoch_end(records[-1])
-            value = record[f"val_{config.selection_metric}"]
+            value = _agreed(record[f"val_{config.selection_metric}"], replica)
             if is_improvement(config.selection_metric, value, best_value):
                 best_value, best_epoch, stale = value, epoch, 0
                 best_state = {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}

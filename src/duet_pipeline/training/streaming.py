@@ -2,10 +2,11 @@
 
 ``training.streaming: true`` trains on :class:`StreamedSamples` instead of tensors held
 in memory. pyarrow reads the stored samples (one row per positive, PROTOCOL 2.7) a row
-group at a time, in an order shuffled per epoch; a buffer of a few row groups is
-shuffled again by positive, and each batch is expanded to model rows (each positive
-followed by its negatives) only when it is trained on. Peak memory is then the buffer,
-not the dataset: about 130 bytes per buffered positive.
+group at a time, in an order shuffled per epoch; a buffer of about a million positives
+(the catalog writes row groups of 64Ki positives, so ~15 groups from anywhere in the
+file) is shuffled again by positive, and each batch is expanded to model rows (each
+positive followed by its negatives) only when it is trained on. Peak memory is then the
+buffer, not the dataset: a few hundred MB at the default buffer.
 
 Every process of a distributed training reads the same stream in the same order (the
 shuffle depends on the seed and the epoch only) and trains on its slice of each global
@@ -64,7 +65,10 @@ class StreamedSamples:
         pending: list[tuple[np.ndarray, ...]] = []
         held = 0
         for number in rng.permutation(len(units)):
-            pending.append(_read_row_group(*units[number]))
+            part = _read_row_group(*units[number])
+            if not len(part[0]):
+                continue
+            pending.append(part)
             held += len(pending[-1][0])
             if held >= self.shuffle_buffer:
                 rest = yield from _emit(pending, per_batch, rng, keep_remainder=True)

@@ -1,8 +1,8 @@
 """Feature engineering: PROTOCOL section 2 as one node with three versioned outputs.
 
 ``features.engine`` picks the node. The spark node reads and writes the same files as
-the pandas one through their ``@spark`` transcodings (kedro-datasets' SparkDataset, see
-catalog.yml), so every later stage loads the samples as pandas whichever engine made them.
+the pandas one through their ``@spark`` transcodings (kedro-datasets' SparkDataset, in
+conf/base/datasets_spark.yml), so every later stage loads the samples as pandas whichever engine made them.
 """
 from kedro.pipeline import Pipeline, node, pipeline
 

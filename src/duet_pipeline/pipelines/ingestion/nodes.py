@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from duet_pipeline.data.movielens import RawDataParams, build_item_index, ensure_ratings_file, read_ratings
-from duet_pipeline.data.synthetic import SyntheticParams, synthetic_shards
+from duet_pipeline.data.synthetic import SyntheticParams, synthetic_shard_names, synthetic_shards
 
 
 def ingest_ratings(dataset: str, raw_data: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -29,8 +29,13 @@ def generate_synthetic(dataset: str, synthetic: dict[str, Any]) -> dict[str, Cal
     return synthetic_shards(dataset, SyntheticParams.from_params(synthetic))
 
 
-def ingest_shards(shards: dict[str, Callable[[], pd.DataFrame]]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Synthetic shards (in name order) -> interactions and item index, as ``ingest_ratings``."""
+def ingest_shards(dataset: str, shards: dict[str, Callable[[], pd.DataFrame]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Synthetic shards (in name order) -> interactions and item index, as ``ingest_ratings``.
+    The shards are not versioned: a generation cut short must not pass for the dataset."""
+    expected = synthetic_shard_names(dataset)
+    if sorted(shards) != expected:
+        raise ValueError(f"{dataset}: found {len(shards)} of its {len(expected)} shards in data/01_raw/{dataset}/shards "
+                         "(a generation cut short?); run the ingestion pipeline again from generate_synthetic")
     interactions = pd.concat([shards[name]() for name in sorted(shards)], ignore_index=True)
     interactions["row_order"] = np.arange(len(interactions), dtype=np.int64)
     return interactions, build_item_index(interactions)

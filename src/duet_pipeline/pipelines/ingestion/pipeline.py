@@ -12,7 +12,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         return pipeline([
             node(generate_synthetic, inputs=["params:dataset", "params:synthetic"], outputs="synthetic_ratings",
                  name="generate_synthetic"),
-            node(ingest_shards, inputs="synthetic_ratings", outputs=["interactions", "item_index"],
+            node(ingest_shards, inputs=["params:dataset", "synthetic_ratings"], outputs=["interactions", "item_index"],
                  name="ingest_ratings"),
         ])
     return pipeline([node(ingest_ratings, inputs=["params:dataset", "params:raw_data"],

@@ -1,0 +1,80 @@
+"""training.streaming: every stored positive exactly once per epoch, expanded as in memory."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from duet_pipeline.features.samples import samples_frame
+from duet_pipeline.training.loop import fit
+from duet_pipeline.training.streaming import StreamedSamples
+from duet_pipeline.training.tensors import to_tensors
+
+from conftest import training_config
+from training.test_loop import ITEMS, learnable_samples, tiny_model
+
+
+def stored_samples(positives: int, negatives: int = 4, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return samples_frame(rng.integers(1, 50, positives), rng.integers(0, ITEMS + 1, (positives, 5)),
+                         rng.integers(1, ITEMS + 1, positives), rng.integers(1, ITEMS + 1, (positives, negatives)))
+
+
+def as_rows(tensors) -> np.ndarray:
+    rows = np.column_stack([tensors.user.numpy(), tensors.history.numpy(), tensors.target.numpy(),
+                            tensors.label.numpy()])
+    return rows[np.lexsort(rows.T[::-1])]
+
+
+@pytest.fixture
+def shards(tmp_path: Path) -> tuple[list[str], object]:
+    """Stored samples in two files of small row groups, as Spark's part files."""
+    frame = stored_samples(1_000)
+    files = [str(tmp_path / "part-0.parquet"), str(tmp_path / "part-1.parquet")]
+    frame.iloc[:600].to_parquet(files[0], row_group_size=64)
+    frame.iloc[600:].to_parquet(files[1], row_group_size=64)
+    return files, frame
+
+
+def test_an_epoch_streams_every_positive_once_with_its_negatives(shards) -> None:
+    files, frame = shards
+    streamed = StreamedSamples.open(files, shuffle_buffer=200)
+    assert (streamed.positives, streamed.group, len(streamed)) == (1_000, 5, 5_000)
+    batches = list(streamed.batches(batch_size=50, seed=3))
+    assert all(len(batch) == 50 for batch in batches[:-1]) and sum(len(b) for b in batches) == 5_000
+    # Each batch holds whole positives: a positive, then its 4 negatives.
+    assert all((batch.label.view(-1, 5)[:, 0] == 1).all() and (batch.label.view(-1, 5)[:, 1:] == 0).all()
+               for batch in batches)
+    everything = to_tensors(frame)
+    streamed_rows = as_rows(type(everything)(*(torch.cat([getattr(b, f) for b in batches])
+                                               for f in ("user", "history", "target", "label"))))
+    np.testing.assert_array_equal(streamed_rows, as_rows(everything))
+
+
+def test_the_order_depends_on_the_seed_only(shards) -> None:
+    files, _ = shards
+    streamed = StreamedSamples.open(files, shuffle_buffer=200)
+    first = [b.target for b in streamed.batches(50, seed=1)]
+    again = [b.target for b in streamed.batches(50, seed=1)]
+    other = [b.target for b in streamed.batches(50, seed=2)]
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert not all(torch.equal(a, b) for a, b in zip(first, other))
+
+
+@pytest.mark.usefixtures("light_torch")
+def test_fit_trains_from_streamed_files_as_from_memory(tmp_path: Path) -> None:
+    """The same stored samples, streamed or in memory: the model learns as much."""
+    rows = learnable_samples(200, 5, 0)
+    positives = rows.label > 0
+    frame = samples_frame(rows.user[positives].numpy(), rows.history[positives].numpy(),
+                          rows.target[positives].numpy(), rows.target[~positives].view(-1, 4).numpy())
+    path = tmp_path / "train.parquet"
+    frame.to_parquet(path, row_group_size=100)
+    validation = learnable_samples(40, 5, 1)
+    config = training_config(batch_size=100, max_epochs=6, learning_rate=0.01, progress=False)
+    streamed = fit(tiny_model(), StreamedSamples.open([str(path)]), validation, config).history["val_auc"]
+    in_memory = fit(tiny_model(), to_tensors(frame), validation, config).history["val_auc"]
+    assert streamed.max() > streamed.iloc[0] + 0.03  # it learns
+    assert abs(streamed.max() - in_memory.max()) < 0.02
