@@ -12,7 +12,7 @@ from typing import Any
 
 from duet_pipeline.data.movielens import SUPPORTED_DATASETS, RawDataParams
 from duet_pipeline.data.synthetic import SyntheticParams, is_synthetic, synthetic_shape
-from duet_pipeline.features.samples import FeatureParams, check_fits_in_memory
+from duet_pipeline.features.samples import FeatureParams
 from duet_pipeline.methods import METHODS, Method, get_method, method_names, parameter_blocks
 from duet_pipeline.models.backbones import BACKBONES, build_backbone
 from duet_pipeline.models.recommender import ModelParams
@@ -53,11 +53,6 @@ def check_parameters(params: dict[str, Any]) -> Selection:
     RawDataParams.from_params(params["raw_data"])
     SyntheticParams.from_params(params["synthetic"])
     engine = FeatureParams.from_params(params["features"]).engine
-    if engine == "pandas" and is_synthetic(params["dataset"]):
-        try:  # the size is known from the name: refuse before generating anything
-            check_fits_in_memory(synthetic_shape(params["dataset"])[2])
-        except MemoryError as error:
-            raise ParameterError(f"parameter dataset = {params['dataset']!r}: {error}") from None
     dim = parse_block(ModelParams, params["model"], "model").dim
     check_backbones(params["backbones"], dim)
     one_of("backbone", params["backbone"], sorted(BACKBONES))

@@ -78,3 +78,13 @@ def test_fit_trains_from_streamed_files_as_from_memory(tmp_path: Path) -> None:
     in_memory = fit(tiny_model(), to_tensors(frame), validation, config).history["val_auc"]
     assert streamed.max() > streamed.iloc[0] + 0.03  # it learns
     assert abs(streamed.max() - in_memory.max()) < 0.02
+
+
+def test_compact_validation_scores_as_the_expanded_rows() -> None:
+    """A streamed training's compact validation gives the metrics of the expanded rows."""
+    from duet_pipeline.training.loop import evaluate
+    from duet_pipeline.training.tensors import to_compact
+
+    frame = stored_samples(300, negatives=9).assign(user_id=np.arange(1, 301))  # one positive per user
+    model = tiny_model()
+    assert evaluate(model, to_compact(frame), batch_size=64) == pytest.approx(evaluate(model, to_tensors(frame)))

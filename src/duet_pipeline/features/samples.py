@@ -220,9 +220,10 @@ def arrow_list_matrix(lists: pa.Array | pa.ChunkedArray, column: str) -> np.ndar
 
 
 # The pandas engine's peak memory per interaction (histories, sort keys, the stored
-# frames and their Arrow copies), measured with `make benchmark-scale` on synthetic-1m
-# and synthetic-5m (docs/benchmarks.md), with a margin of about 1.5x.
-PANDAS_BYTES_PER_INTERACTION = 1_200
+# frames and their Arrow copies): the `kedro run` of the data stages peaked at 1.32 GiB
+# on synthetic-1m and 3.80 GiB on synthetic-5m (`make benchmark-scale`,
+# docs/benchmarks.md), 0.67 KB per added interaction; 1 KB leaves a margin of 1.5x.
+PANDAS_BYTES_PER_INTERACTION = 1_000
 
 
 def available_memory() -> int | None:

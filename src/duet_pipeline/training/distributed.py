@@ -20,10 +20,10 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .loop import FitResult, Replica, RowLoss, TrainingConfig, TrainSource, fit_replica, resolve_device
-from .tensors import SampleTensors
+from .tensors import CompactSamples, SampleTensors
 
 
-def fit_distributed(model: nn.Module, train: TrainSource, validation: SampleTensors, config: TrainingConfig,
+def fit_distributed(model: nn.Module, train: TrainSource, validation: SampleTensors | CompactSamples, config: TrainingConfig,
                     description: str, loss_fn: RowLoss) -> FitResult:
     """:func:`~duet_pipeline.training.loop.fit` over ``config.distributed.processes`` processes."""
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
@@ -35,7 +35,7 @@ def fit_distributed(model: nn.Module, train: TrainSource, validation: SampleTens
     return results[0]
 
 
-def _replica(model: nn.Module, train: TrainSource, validation: SampleTensors, config: TrainingConfig,
+def _replica(model: nn.Module, train: TrainSource, validation: SampleTensors | CompactSamples, config: TrainingConfig,
              description: str, loss_fn: RowLoss) -> FitResult | None:
     """One process of the launch: join the group, train its share, return (rank 0) the result."""
     rank, world, local_rank = (int(os.environ[name]) for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))

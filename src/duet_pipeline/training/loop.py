@@ -20,7 +20,7 @@ from duet_pipeline.parameters import Block, parse_block
 
 from .cores import CoreShare
 from .streaming import StreamedSamples
-from .tensors import SampleTensors
+from .tensors import CompactSamples, SampleTensors
 
 # Batches between two checks of the cores' share (a directory listing, ~50 us).
 SHARE_CHECK_BATCHES = 32
@@ -107,18 +107,21 @@ class FitResult:
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, data: SampleTensors, batch_size: int = 16384) -> np.ndarray:
+def predict(model: nn.Module, data: SampleTensors | CompactSamples, batch_size: int = 16384) -> np.ndarray:
     """Logits for every row of ``data``, in row order."""
     model.eval()
     device = next(model.parameters()).device
-    out = [
-        model(data.history[start : start + batch_size].to(device), data.target[start : start + batch_size].to(device))
-        for start in range(0, len(data), batch_size)
-    ]
-    return torch.cat(out).cpu().numpy() if out else np.zeros(0, dtype=np.float32)
+    # One array filled in place: small per-chunk results kept between the chunks' large
+    # temporaries would fragment the heap (1.4 GB of RSS on synthetic-25m's validation).
+    scores, start = np.empty(len(data), dtype=np.float32), 0
+    for chunk in data.chunks(batch_size):
+        logits = model(chunk.history.to(device), chunk.target.to(device))
+        scores[start : start + len(logits)] = logits.cpu().numpy()
+        start += len(logits)
+    return scores
 
 
-def evaluate(model: nn.Module, data: SampleTensors, batch_size: int = 16384) -> dict[str, float]:
+def evaluate(model: nn.Module, data: SampleTensors | CompactSamples, batch_size: int = 16384) -> dict[str, float]:
     scores = predict(model, data, batch_size)
     return compute_metrics(data.user.numpy(), data.label.numpy(), scores)
 
@@ -255,7 +258,7 @@ def _global_mean(scaled_loss: torch.Tensor, replica: Replica) -> float:
 def fit(
     model: nn.Module,
     train: TrainSource,
-    validation: SampleTensors,
+    validation: SampleTensors | CompactSamples,
     config: TrainingConfig,
     description: str = "train",
     on_epoch_end: Callable[[dict[str, float]], None] | None = None,
@@ -286,7 +289,7 @@ def fit(
     return fit_replica(model, train, validation, config, description, on_epoch_end, loss_fn)
 
 
-def fit_replica(model: nn.Module, train: TrainSource, validation: SampleTensors, config: TrainingConfig,
+def fit_replica(model: nn.Module, train: TrainSource, validation: SampleTensors | CompactSamples, config: TrainingConfig,
                 description: str, on_epoch_end: Callable[[dict[str, float]], None] | None, loss_fn: RowLoss,
                 replica: Replica = Replica(), trained: nn.Module | None = None) -> FitResult:
     """:func:`fit` in one process: the whole training, or one replica of a distributed
@@ -331,7 +334,7 @@ def fit_replica(model: nn.Module, train: TrainSource, validation: SampleTensors,
     return FitResult(best_state=best_state, best_epoch=best_epoch, history=pd.DataFrame(records), step_losses=steps)
 
 
-def _epoch_record(model: nn.Module, validation: SampleTensors, config: TrainingConfig, losses: list[tuple[float, int]],
+def _epoch_record(model: nn.Module, validation: SampleTensors | CompactSamples, config: TrainingConfig, losses: list[tuple[float, int]],
                   seconds: float, bar: tqdm) -> dict[str, float]:
     """An epoch's history row (without ``epoch``): train loss, time, validation metrics."""
     metrics = evaluate(model, validation, config.eval_batch_size)

@@ -16,7 +16,7 @@ import torch
 from duet_pipeline.models.recommender import Recommender, base_model_config, model_bundle
 
 from .loop import FitResult, TrainingConfig, TrainSource, fit
-from .tensors import SampleTensors
+from .tensors import CompactSamples, SampleTensors
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ class CloudData:
     """What a cloud training reads: the samples and the shared model parameters."""
 
     train: TrainSource  # rows in memory, or streamed from their files (base model only)
-    validation: SampleTensors
+    validation: SampleTensors | CompactSamples  # compact beside a streamed train source
     num_items: int
     backbone: str
     model: dict[str, Any]  # params:model

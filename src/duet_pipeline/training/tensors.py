@@ -1,6 +1,7 @@
 """Stored samples -> model rows as tensors, once, before any training loop touches them."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +24,11 @@ class SampleTensors:
     def rows(self, index: torch.Tensor | slice) -> "SampleTensors":
         return SampleTensors(self.user[index], self.history[index], self.target[index], self.label[index])
 
+    def chunks(self, rows: int) -> Iterator["SampleTensors"]:
+        """Consecutive slices of ``rows`` rows, for scoring."""
+        for start in range(0, len(self), rows):
+            yield self.rows(slice(start, start + rows))
+
     def to(self, device: torch.device) -> "SampleTensors":
         if self.user.device == device:
             return self
@@ -41,6 +47,48 @@ def to_tensors(samples: pd.DataFrame) -> SampleTensors:
     negatives = list_matrix(samples, "negatives")
     return expand(samples["user_id"].to_numpy(np.int64), list_matrix(samples, "history"),
                   samples["target_item"].to_numpy(np.int64), negatives)
+
+
+@dataclass
+class CompactSamples:
+    """Stored samples kept as they are stored (one row per positive), whose model rows are
+    expanded a chunk at a time: validation for a streamed training, where the expanded
+    rows (each history repeated 100 times) would not fit beside it at 25M interactions."""
+
+    users: np.ndarray  # (n,)
+    history: np.ndarray  # (n, L)
+    targets: np.ndarray  # (n,)
+    negatives: np.ndarray  # (n, K)
+
+    @property
+    def group(self) -> int:
+        return self.negatives.shape[1] + 1
+
+    def __len__(self) -> int:
+        return len(self.targets) * self.group
+
+    @property
+    def user(self) -> torch.Tensor:
+        return torch.from_numpy(np.repeat(self.users, self.group))
+
+    @property
+    def label(self) -> torch.Tensor:
+        labels = np.zeros((len(self.targets), self.group), dtype=np.float32)
+        labels[:, 0] = 1.0
+        return torch.from_numpy(labels.reshape(-1))
+
+    def chunks(self, rows: int) -> Iterator[SampleTensors]:
+        """The model rows in order, about ``rows`` at a time (whole positives)."""
+        step = max(1, rows // self.group)
+        for start in range(0, len(self.targets), step):
+            part = slice(start, start + step)
+            yield expand(self.users[part], self.history[part], self.targets[part], self.negatives[part])
+
+
+def to_compact(samples: pd.DataFrame) -> CompactSamples:
+    """Stored samples as :class:`CompactSamples` (no expansion)."""
+    return CompactSamples(samples["user_id"].to_numpy(np.int64), list_matrix(samples, "history"),
+                          samples["target_item"].to_numpy(np.int64), list_matrix(samples, "negatives"))
 
 
 def expand(users: np.ndarray, history: np.ndarray, targets: np.ndarray, negatives: np.ndarray) -> SampleTensors:

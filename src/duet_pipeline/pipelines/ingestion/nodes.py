@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from duet_pipeline.data.movielens import RawDataParams, build_item_index, ensure_ratings_file, read_ratings
-from duet_pipeline.data.synthetic import SyntheticParams, synthetic_shard_names, synthetic_shards
+from duet_pipeline.data.synthetic import SyntheticParams, synthetic_shape, synthetic_shard_names, synthetic_shards
+from duet_pipeline.features.samples import FeatureParams, check_fits_in_memory
 
 
 def ingest_ratings(dataset: str, raw_data: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -24,8 +25,13 @@ def ingest_ratings(dataset: str, raw_data: dict[str, Any]) -> tuple[pd.DataFrame
     return interactions, build_item_index(interactions)
 
 
-def generate_synthetic(dataset: str, synthetic: dict[str, Any]) -> dict[str, Callable[[], pd.DataFrame]]:
-    """The shards of ``synthetic-<N>``, each generated as it is written."""
+def generate_synthetic(dataset: str, synthetic: dict[str, Any], features: dict[str, Any]
+                       ) -> dict[str, Callable[[], pd.DataFrame]]:
+    """The shards of ``synthetic-<N>``, each generated as it is written. The size is known
+    from the name, so a pandas feature stage that would not fit is refused here, before
+    anything is generated."""
+    if FeatureParams.from_params(features).engine == "pandas":
+        check_fits_in_memory(synthetic_shape(dataset)[2])
     return synthetic_shards(dataset, SyntheticParams.from_params(synthetic))
 
 

@@ -10,7 +10,7 @@ from .nodes import generate_synthetic, ingest_ratings, ingest_shards
 def create_pipeline(**kwargs) -> Pipeline:
     if is_synthetic(selection.current().dataset):
         return pipeline([
-            node(generate_synthetic, inputs=["params:dataset", "params:synthetic"], outputs="synthetic_ratings",
+            node(generate_synthetic, inputs=["params:dataset", "params:synthetic", "params:features"], outputs="synthetic_ratings",
                  name="generate_synthetic"),
             node(ingest_shards, inputs=["params:dataset", "synthetic_ratings"], outputs=["interactions", "item_index"],
                  name="ingest_ratings"),

@@ -8,7 +8,7 @@ import pandas as pd
 from duet_pipeline.training.loop import TrainingConfig
 from duet_pipeline.training.models import CloudData, train_base
 from duet_pipeline.training.streaming import StreamedSamples
-from duet_pipeline.training.tensors import to_tensors
+from duet_pipeline.training.tensors import to_compact, to_tensors
 from duet_pipeline.training.tracking import metric_history
 
 
@@ -16,8 +16,11 @@ def cloud_data(train_samples: pd.DataFrame | list[str], validation_samples: pd.D
                backbone: str, model: dict[str, Any], backbones: dict[str, Any], training: dict[str, Any]) -> CloudData:
     """What every cloud training reads, from the catalog's datasets and parameters.
     ``train_samples``: the rows, or (training.streaming) their parquet files."""
-    train = StreamedSamples.open(train_samples) if isinstance(train_samples, list) else to_tensors(train_samples)
-    return CloudData(train, to_tensors(validation_samples), int(item_index["item_index"].max()),
+    if isinstance(train_samples, list):  # streamed: validation stays compact too
+        train, validation = StreamedSamples.open(train_samples), to_compact(validation_samples)
+    else:
+        train, validation = to_tensors(train_samples), to_tensors(validation_samples)
+    return CloudData(train, validation, int(item_index["item_index"].max()),
                      backbone, model, backbones, TrainingConfig.from_params(training))
 
 
