@@ -23,9 +23,12 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO_ROOT, machine, project_copy, today, write_section  # noqa: E402
+
+from duet_pipeline.datasets import parquet_files  # noqa: E402
 
 RESULTS = REPO_ROOT / "docs" / "results" / "scale.csv"
 PLOT = REPO_ROOT / "docs" / "benchmarks" / "scale.png"
@@ -113,7 +116,7 @@ def latest(path: Path) -> Path:
 
 
 def size_on_disk(path: Path) -> int:
-    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*.parquet"))
+    return sum(part.stat().st_size for part in parquet_files(path))
 
 
 def layout_sizes(samples: Path, scratch: Path) -> dict[str, int]:
@@ -189,7 +192,7 @@ def measure(project: Path, name: str, dataset: str, engine: str, processes: int)
         if run["status"] == "ok":
             train = latest(model_input / "train_samples.parquet")
             row |= {"train_bytes": size_on_disk(train),
-                    "train_positives": sum(len(pd.read_parquet(f, columns=["user_id"])) for f in _parts(train))}
+                    "train_positives": sum(pq.ParquetFile(f).metadata.num_rows for f in parquet_files(train))}
     else:
         batches = MEMORY_BATCHES if name == "streaming memory" else SPEED_BATCHES
         run = watched_run(project, f"dataset={dataset},{TRAINING},training.limit_train_batches={batches},"
@@ -201,10 +204,6 @@ def measure(project: Path, name: str, dataset: str, engine: str, processes: int)
     if run["status"] != "ok":
         print(run["log"][-3000:], file=sys.stderr)
     return row | {k: v for k, v in run.items() if k != "log"}
-
-
-def _parts(path: Path) -> list[Path]:
-    return [path] if path.is_file() else sorted(p for p in path.glob("*.parquet"))
 
 
 def plan() -> list[tuple[str, str, str, int]]:

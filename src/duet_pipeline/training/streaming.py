@@ -32,7 +32,7 @@ DEFAULT_SHUFFLE_BUFFER = 1_000_000
 class StreamedSamples:
     """Stored samples in parquet ``files``, read a row group at a time."""
 
-    files: tuple[str, ...]
+    row_groups: tuple[tuple[str, int], ...]  # (file, row group), the units of the per-epoch shuffle
     positives: int  # stored rows, from the files' metadata
     group: int  # model rows per positive: 1 + negatives
     shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER
@@ -50,7 +50,8 @@ class StreamedSamples:
         if first is not None:
             negatives = pq.ParquetFile(first).read_row_group(0, columns=["negatives"]).column(0)
             group = 1 + arrow_list_matrix(negatives.slice(0, 1), "negatives").shape[1]
-        return cls(tuple(files), sum(meta.num_rows for meta in metadata), group, shuffle_buffer)
+        row_groups = tuple((path, number) for path, meta in zip(files, metadata) for number in range(meta.num_row_groups))
+        return cls(row_groups, sum(meta.num_rows for meta in metadata), group, shuffle_buffer)
 
     def __len__(self) -> int:
         """Model rows: each positive and its negatives."""
@@ -61,11 +62,10 @@ class StreamedSamples:
         an order that depends only on ``seed``."""
         rng = np.random.default_rng(seed)
         per_batch = max(1, batch_size // self.group)
-        units = [(path, group) for path in self.files for group in range(pq.ParquetFile(path).num_row_groups)]
         pending: list[tuple[np.ndarray, ...]] = []
         held = 0
-        for number in rng.permutation(len(units)):
-            part = _read_row_group(*units[number])
+        for number in rng.permutation(len(self.row_groups)):
+            part = _read_row_group(*self.row_groups[number])
             if not len(part[0]):
                 continue
             pending.append(part)

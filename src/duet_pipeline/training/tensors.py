@@ -41,12 +41,8 @@ class SampleTensors:
 def to_tensors(samples: pd.DataFrame) -> SampleTensors:
     """Expand stored samples (one row per positive, PROTOCOL 2.7) to model rows: each
     positive, then its negatives, sharing its user and history."""
-    missing = set(SAMPLE_COLUMNS) - set(samples.columns)
-    if missing:
-        raise ValueError(f"samples frame lacks columns {sorted(missing)}")
-    negatives = list_matrix(samples, "negatives")
-    return expand(samples["user_id"].to_numpy(np.int64), list_matrix(samples, "history"),
-                  samples["target_item"].to_numpy(np.int64), negatives)
+    compact = to_compact(samples)
+    return expand(compact.users, compact.history, compact.targets, compact.negatives)
 
 
 @dataclass
@@ -73,9 +69,7 @@ class CompactSamples:
 
     @property
     def label(self) -> torch.Tensor:
-        labels = np.zeros((len(self.targets), self.group), dtype=np.float32)
-        labels[:, 0] = 1.0
-        return torch.from_numpy(labels.reshape(-1))
+        return torch.from_numpy(_labels(len(self.targets), self.group))
 
     def chunks(self, rows: int) -> Iterator[SampleTensors]:
         """The model rows in order, about ``rows`` at a time (whole positives)."""
@@ -87,6 +81,9 @@ class CompactSamples:
 
 def to_compact(samples: pd.DataFrame) -> CompactSamples:
     """Stored samples as :class:`CompactSamples` (no expansion)."""
+    missing = set(SAMPLE_COLUMNS) - set(samples.columns)
+    if missing:
+        raise ValueError(f"samples frame lacks columns {sorted(missing)}")
     return CompactSamples(samples["user_id"].to_numpy(np.int64), list_matrix(samples, "history"),
                           samples["target_item"].to_numpy(np.int64), list_matrix(samples, "negatives"))
 
@@ -96,14 +93,19 @@ def expand(users: np.ndarray, history: np.ndarray, targets: np.ndarray, negative
     negatives (n, K): n * (K + 1) rows, each positive followed by its K negatives."""
     group = negatives.shape[1] + 1
     items = np.concatenate([targets[:, None], negatives], axis=1)
-    labels = np.zeros((len(targets), group), dtype=np.float32)
-    labels[:, 0] = 1.0
     return SampleTensors(
         user=torch.from_numpy(np.repeat(users, group)),
         history=torch.from_numpy(np.repeat(history, group, axis=0)),
         target=torch.from_numpy(items.reshape(-1)),
-        label=torch.from_numpy(labels.reshape(-1)),
+        label=torch.from_numpy(_labels(len(targets), group)),
     )
+
+
+def _labels(positives: int, group: int) -> np.ndarray:
+    """1 for each positive, 0 for the negatives that follow it: (positives * group,)."""
+    labels = np.zeros((positives, group), dtype=np.float32)
+    labels[:, 0] = 1.0
+    return labels.reshape(-1)
 
 
 class RowsByUser:
