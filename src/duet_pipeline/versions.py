@@ -9,21 +9,60 @@ version folders are set aside under ``data/09_failed_runs/<version>/`` (same rel
 paths, kept for inspection, outside every glob Kedro reads), and the previous complete
 versions are the newest again. Runs stopped by a signal keep their versions: every file
 they finished is complete, and resuming from them is the point.
+
+A run's save version is its Kedro session id, a millisecond timestamp; two runs started
+in the same millisecond (a grid's two jobs, two terminals) would write into one version
+folder and the second save would fail. :func:`unique_session_timestamp` replaces Kedro's
+timestamp with one no other run of this user on this machine has taken.
 """
 from __future__ import annotations
 
 import errno
+import fcntl
 import logging
 import os
 import shutil
+import tempfile
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from kedro.io.core import DatasetError, Version
+from kedro.io.core import VERSION_FORMAT, DatasetError, Version, generate_timestamp
 
 logger = logging.getLogger(__name__)
 
 FAILED_RUNS = Path("data") / "09_failed_runs"
+# The newest session timestamp taken by any run of this user on this machine.
+SESSION_CLAIMS = Path(tempfile.gettempdir()) / f"duet-pipeline-{os.getuid()}-last-session"
+
+
+def unique_session_timestamp(claims: Path = SESSION_CLAIMS) -> str:
+    """Kedro's version timestamp, later than every one taken before it (under a file lock).
+
+    When the clock has not moved past the last one taken (same millisecond, or a clock set
+    back), the answer is the last one plus a millisecond: strictly increasing, no waiting.
+    """
+    with claims.open("a+", encoding="ascii") as file:
+        fcntl.flock(file, fcntl.LOCK_EX)  # released when the file closes
+        file.seek(0)
+        last = file.read().strip()
+        stamp = generate_timestamp()
+        if last and stamp <= last:  # fixed-width timestamps compare as strings
+            stamp = _timestamp(_parse_timestamp(last) + timedelta(milliseconds=1))
+        file.seek(0)
+        file.truncate()
+        file.write(stamp)
+    return stamp
+
+
+def _parse_timestamp(stamp: str) -> datetime:
+    # Kedro's format keeps three of %f's six digits: "2026-12-02T06.18.04.452Z".
+    return datetime.strptime(stamp[:-1] + "000Z", VERSION_FORMAT).replace(tzinfo=timezone.utc)
+
+
+def _timestamp(moment: datetime) -> str:
+    text = moment.strftime(VERSION_FORMAT)
+    return text[:-4] + text[-1:]  # as kedro.io.core.generate_timestamp trims it
 
 
 def saved_version_folder(dataset: Any) -> Path | None:

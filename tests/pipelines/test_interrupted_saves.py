@@ -10,6 +10,7 @@ from __future__ import annotations
 import pickle
 import sqlite3
 import subprocess
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +19,8 @@ from kedro.io.core import Version
 from kedro_datasets.pandas import ParquetDataset
 
 from conftest import KEDRO, kedro, project_env
-from duet_pipeline.versions import make_atomic, partial_path, remove_partials
+from duet_pipeline import versions as versions_module
+from duet_pipeline.versions import make_atomic, partial_path, remove_partials, unique_session_timestamp
 
 TINY = "dataset=ml-100k,training.max_epochs=1,training.progress=false,personalization.finetune.progress=false"
 MODELS = Path("data") / "06_models" / "ml-100k" / "din"
@@ -112,6 +114,27 @@ def test_a_full_disk_stops_the_run_with_one_line_and_keeps_the_previous_version(
     assert "disk full while saving dataset 'base_model'" in line and "MB free" in line
     assert "its previous version's size" in line and "No space left on device" in line
     assert versions(models) == complete and not list(models.rglob("*.partial"))
+
+
+def test_session_timestamps_taken_in_one_millisecond_still_differ_and_increase(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(versions_module, "generate_timestamp", lambda: "2026-12-02T06.18.04.999Z")
+    claims = tmp_path / "claims"
+    stamps = [unique_session_timestamp(claims) for _ in range(3)]
+    assert stamps == ["2026-12-02T06.18.04.999Z", "2026-12-02T06.18.05.000Z", "2026-12-02T06.18.05.001Z"]
+    monkeypatch.setattr(versions_module, "generate_timestamp", lambda: "2026-12-02T06.18.04.000Z")  # clock set back
+    assert unique_session_timestamp(claims) == "2026-12-02T06.18.05.002Z"
+
+
+def _take_stamps(claims: Path, count: int = 300) -> list[str]:
+    return [unique_session_timestamp(claims) for _ in range(count)]
+
+
+def test_session_timestamps_from_processes_at_once_are_all_distinct(tmp_path: Path) -> None:
+    with ProcessPoolExecutor(max_workers=3) as pool:
+        taken = [stamp for stamps in pool.map(_take_stamps, [tmp_path / "claims"] * 3) for stamp in stamps]
+    assert len(set(taken)) == len(taken) == 900
 
 
 def test_two_runs_at_once_both_complete_and_both_are_in_mlflow(tiny_ml100k: Path) -> None:
