@@ -54,7 +54,7 @@ class SparkHook:
     """Kedro's PySpark integration, only for ``features.engine: spark``: the Spark datasets
     of conf/base/datasets_spark.yml in the catalog, and the session from
     conf/base/spark.yml before a pipeline that reads or writes them runs (checking Java
-    and pyspark first); its cached DataFrames are released when the run ends."""
+    and pyspark first); its cached DataFrames are released when the run ends or fails."""
 
     def __init__(self) -> None:
         self._datasets: dict[str, Any] = {}
@@ -93,6 +93,13 @@ class SparkHook:
 
     @hook_impl
     def after_pipeline_run(self) -> None:
+        self._release()
+
+    @hook_impl
+    def on_pipeline_error(self) -> None:
+        self._release()  # a notebook's next run would otherwise find this one's cache
+
+    def _release(self) -> None:
         if self._session is not None:
             self._session.catalog.clearCache()
             self._session = None

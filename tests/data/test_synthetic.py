@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from duet_pipeline.data.synthetic import USERS_PER_SHARD, SyntheticParams, synthetic_shape, synthetic_shards
+from duet_pipeline.data.synthetic import USERS_PER_SHARD, SyntheticParams, _World, synthetic_shape, synthetic_shards
 from duet_pipeline.project import load_parameters
 
 from conftest import REPO_ROOT
@@ -67,9 +67,19 @@ def test_the_next_click_follows_the_recent_ones() -> None:
 
 def _topic_of_items(ratings: pd.DataFrame) -> pd.Series:
     """Each raw item's topic, recovered from the generator's world."""
-    from duet_pipeline.data.synthetic import _World
-
     users, items, rows = synthetic_shape("synthetic-250k")
     world = _World.create(users, items, rows, PARAMS)
     topic = np.repeat(np.arange(len(world.topic_starts) - 1), np.diff(world.topic_starts))
     return pd.Series(topic, index=world.item_ids)
+
+
+@pytest.mark.parametrize("items_per_topic", [1, 2])
+def test_every_topic_holds_items_even_at_one_item_per_topic(items_per_topic: int) -> None:
+    """With as many topics as items, random topics would leave some empty (the last one
+    broke the offsets); the items are then dealt out, one topic each at least."""
+    params = PARAMS.model_copy(update={"items_per_topic": items_per_topic})
+    clicks = generated("synthetic-20k", params)
+    assert len(clicks) == 20_000
+    users, items, rows = synthetic_shape("synthetic-20k")
+    world = _World.create(users, items, rows, params)
+    assert (np.diff(world.topic_starts) >= 1).all()

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from duet_pipeline.models.recommender import ModelConfig, Recommender
+from duet_pipeline.parameters import ParameterError
 from duet_pipeline.training import loop
 from duet_pipeline.training.loop import evaluate, fit
 from duet_pipeline.training.tensors import SampleTensors
@@ -79,3 +80,15 @@ def test_selection_follows_the_metric_direction_and_stops_patience_epochs_after_
 def test_unknown_selection_metric_names_the_declared_ones() -> None:
     with pytest.raises(ValueError, match=r"training\.selection_metric = 'precision'.*ndcg@10.*logloss"):
         training_config(selection_metric="precision")
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"batch_size": 2, "distributed": {"processes": 3}},
+     "parameter training.distributed = {'processes': 3}: Value error, processes = 3 is more than training.batch_size = 2"),
+    ({"shuffle": "rows", "streaming": True},
+     "parameter training.streaming = True: Value error, streaming = true shuffles row groups"),
+])
+def test_training_parameters_that_cannot_work_together_fail_in_one_line(overrides, message) -> None:
+    with pytest.raises(ParameterError) as raised:
+        training_config(**overrides)
+    assert str(raised.value).startswith(message) and "\n" not in str(raised.value)

@@ -10,7 +10,7 @@ import torch
 from duet_pipeline.features.samples import samples_frame
 from duet_pipeline.training.loop import fit
 from duet_pipeline.training.streaming import StreamedSamples
-from duet_pipeline.training.tensors import to_tensors
+from duet_pipeline.training.tensors import SampleTensors, to_tensors
 
 from conftest import training_config
 from training.test_loop import ITEMS, learnable_samples, tiny_model
@@ -42,15 +42,15 @@ def test_an_epoch_streams_every_positive_once_with_its_negatives(shards) -> None
     files, frame = shards
     streamed = StreamedSamples.open(files, shuffle_buffer=200)
     assert (streamed.positives, streamed.group, len(streamed)) == (1_000, 5, 5_000)
-    batches = list(streamed.batches(batch_size=50, seed=3))
-    assert all(len(batch) == 50 for batch in batches[:-1]) and sum(len(b) for b in batches) == 5_000
-    # Each batch holds whole positives: a positive, then its 4 negatives.
-    assert all((batch.label.view(-1, 5)[:, 0] == 1).all() and (batch.label.view(-1, 5)[:, 1:] == 0).all()
-               for batch in batches)
-    everything = to_tensors(frame)
-    streamed_rows = as_rows(type(everything)(*(torch.cat([getattr(b, f) for b in batches])
-                                               for f in ("user", "history", "target", "label"))))
-    np.testing.assert_array_equal(streamed_rows, as_rows(everything))
+    batches = list(streamed.batches(batch_size=48, seed=3))  # not a multiple of 5 rows
+    assert [len(batch) for batch in batches] == [48] * 104 + [8]  # batch_size rows, as in memory
+    stream = SampleTensors.concat(batches)
+    # The stream is whole positives, each followed by its 4 negatives (with its user and history),
+    # though a positive's rows may straddle two batches.
+    assert (stream.label.view(-1, 5)[:, 0] == 1).all() and (stream.label.view(-1, 5)[:, 1:] == 0).all()
+    assert (stream.user.view(-1, 5) == stream.user.view(-1, 5)[:, :1]).all()
+    assert (stream.history.view(-1, 5, 5) == stream.history.view(-1, 5, 5)[:, :1]).all()
+    np.testing.assert_array_equal(as_rows(stream), as_rows(to_tensors(frame)))
 
 
 def test_the_order_depends_on_the_seed_only(shards) -> None:

@@ -190,6 +190,11 @@ class _World:
         popularity = np.arange(1, num_items + 1, dtype=np.float64) ** -params.popularity_exponent
         rng.shuffle(popularity)
         topic = rng.integers(0, topics, size=num_items)
+        if np.bincount(topic, minlength=topics).min() == 0:
+            # An empty topic would send the walk to its neighbour's items (and an empty
+            # last topic breaks the offsets): deal the items out instead. Only a few items
+            # per topic make this likely; at the default 50 it does not happen.
+            topic = rng.permutation(np.arange(num_items) % topics)
         order = np.argsort(topic, kind="stable")
         topic, popularity = topic[order], popularity[order]
         starts = np.searchsorted(topic, np.arange(topics + 1))

@@ -42,7 +42,9 @@ def _replica(model: nn.Module, train: TrainSource, validation: SampleTensors | C
     cuda = resolve_device(config.device).type == "cuda"
     if cuda:
         torch.cuda.set_device(local_rank)
-    torch.distributed.init_process_group("nccl" if cuda else "gloo")
+    # On CUDA, nccl for the gradients and gloo for the CPU scalars rank 0 broadcasts
+    # (the kept epoch's validation figure): an nccl-only group has no CPU backend.
+    torch.distributed.init_process_group("cpu:gloo,cuda:nccl" if cuda else "gloo")
     try:
         # The launcher hands every replica the same shared-memory tensors: each must
         # own its parameters, or every optimiser step would land N times on one copy.

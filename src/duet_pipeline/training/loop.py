@@ -76,9 +76,21 @@ class TrainingConfig(Block):
             raise ValueError("no CUDA device is available here; use auto or cpu")
         return device
 
+    @field_validator("streaming")
+    @classmethod
+    def _streams_whole_positives(cls, streaming: bool, info: ValidationInfo) -> bool:
+        if streaming and info.data.get("shuffle") == "rows":
+            raise ValueError("streaming = true shuffles row groups and then positives (each with its negatives); "
+                             "use training.shuffle: groups, or streaming: false for shuffle: rows")
+        return streaming
+
     @field_validator("distributed")
     @classmethod
-    def _one_process_per_gpu(cls, distributed: DistributedParams, info: ValidationInfo) -> DistributedParams:
+    def _processes_fit(cls, distributed: DistributedParams, info: ValidationInfo) -> DistributedParams:
+        batch_size = info.data.get("batch_size")
+        if batch_size is not None and distributed.processes > batch_size:
+            raise ValueError(f"processes = {distributed.processes} is more than training.batch_size = {batch_size}: "
+                             "each process trains on its share of every batch")
         if info.data.get("device") != "cpu" and torch.cuda.is_available():
             gpus = torch.cuda.device_count()
             if distributed.processes > gpus:
@@ -215,12 +227,15 @@ def train_epoch(
         if cores is not None and number % SHARE_CHECK_BATCHES == 0:
             cores.adjust()
         share = replica.share(len(batch))
+        weight = (share.stop - share.start) * replica.world / len(batch)
+        if weight == 0:
+            # A last batch smaller than the world: this replica adds nothing, but DDP's
+            # gradient all-reduce happens only after a forward through the wrapper, so
+            # it scores one row with weight 0 and joins it (all replicas then step alike).
+            share = slice(0, 1)
         local = batch.rows(share).to(device)
         rows = index[share] if index is not None else None
-        if len(local):
-            loss = loss_fn(model(local.history, local.target), local, rows) * (len(local) * replica.world / len(batch))
-        else:  # a last batch smaller than the world: this replica adds nothing, but joins the all-reduce
-            loss = sum(parameter.sum() * 0.0 for parameter in model.parameters())
+        loss = loss_fn(model(local.history, local.target), local, rows) * weight
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

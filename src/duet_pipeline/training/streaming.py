@@ -4,9 +4,11 @@
 in memory. pyarrow reads the stored samples (one row per positive, PROTOCOL 2.7) a row
 group at a time, in an order shuffled per epoch; a buffer of about a million positives
 (the catalog writes row groups of 64Ki positives, so ~15 groups from anywhere in the
-file) is shuffled again by positive, and each batch is expanded to model rows (each
-positive followed by its negatives) only when it is trained on. Peak memory is then the
-buffer, not the dataset: a few hundred MB at the default buffer.
+file) is shuffled again by positive, and the positives are expanded to model rows (each
+positive followed by its negatives) a batch at a time, only when they are trained on.
+Batches are ``batch_size`` model rows, as in memory: a positive's rows may straddle two
+batches, and a buffer's last rows open the next buffer's first batch. Peak memory is then
+the buffer, not the dataset: a few hundred MB at the default buffer.
 
 Every process of a distributed training reads the same stream in the same order (the
 shuffle depends on the seed and the epoch only) and trains on its slice of each global
@@ -58,22 +60,24 @@ class StreamedSamples:
         return self.positives * self.group
 
     def batches(self, batch_size: int, seed: int) -> Iterator[SampleTensors]:
-        """Batches of ``batch_size`` model rows (whole positives with their negatives), in
-        an order that depends only on ``seed``."""
+        """Batches of ``batch_size`` model rows (the last one may be shorter), in an order
+        that depends only on ``seed``."""
         rng = np.random.default_rng(seed)
-        per_batch = max(1, batch_size // self.group)
         pending: list[tuple[np.ndarray, ...]] = []
         held = 0
+        leftover = None  # rows (fewer than batch_size) carried into the next buffer's first batch
         for number in rng.permutation(len(self.row_groups)):
             part = _read_row_group(*self.row_groups[number])
             if not len(part[0]):
                 continue
             pending.append(part)
-            held += len(pending[-1][0])
+            held += len(part[0])
             if held >= self.shuffle_buffer:
-                rest = yield from _emit(pending, per_batch, rng, keep_remainder=True)
-                pending, held = rest, sum(len(part[0]) for part in rest)
-        yield from _emit(pending, per_batch, rng, keep_remainder=False)
+                leftover = yield from _emit(pending, batch_size, rng, leftover)
+                pending, held = [], 0
+        leftover = yield from _emit(pending, batch_size, rng, leftover)
+        if leftover is not None:
+            yield leftover
 
 
 def _read_row_group(path: str, group: int) -> tuple[np.ndarray, ...]:
@@ -82,15 +86,24 @@ def _read_row_group(path: str, group: int) -> tuple[np.ndarray, ...]:
             table.column("target_item").to_numpy(), arrow_list_matrix(table.column("negatives"), "negatives"))
 
 
-def _emit(pending: list[tuple[np.ndarray, ...]], per_batch: int, rng: np.random.Generator,
-          keep_remainder: bool) -> Iterator[SampleTensors]:
-    """Shuffle the buffered positives and yield full batches; returns what is left over."""
+def _emit(pending: list[tuple[np.ndarray, ...]], batch_size: int, rng: np.random.Generator,
+          leftover: SampleTensors | None) -> Iterator[SampleTensors]:
+    """Shuffle the buffered positives, and yield every full batch of the rows ``leftover``
+    then the positives' expanded rows make; returns the rows left (None if none)."""
     if not pending:
-        return []
+        return leftover
     columns = [np.concatenate(parts) for parts in zip(*pending)]
     order = rng.permutation(len(columns[0]))
-    columns = [column[order] for column in columns]
-    full = len(order) // per_batch * per_batch if keep_remainder else len(order)
-    for start in range(0, full, per_batch):
-        yield expand(*(column[start : start + per_batch] for column in columns))
-    return [tuple(column[full:] for column in columns)] if full < len(order) else []
+    users, history, targets, negatives = (column[order] for column in columns)
+    group = negatives.shape[1] + 1
+    rows, start = leftover, 0
+    while start < len(users):
+        missing = batch_size - (len(rows) if rows is not None else 0)
+        stop = min(len(users), start + -(-missing // group))  # enough positives to fill the batch
+        expanded = expand(users[start:stop], history[start:stop], targets[start:stop], negatives[start:stop])
+        rows = expanded if rows is None else SampleTensors.concat([rows, expanded])
+        start = stop
+        if len(rows) >= batch_size:
+            yield rows.rows(slice(0, batch_size))
+            rows = rows.rows(slice(batch_size, None)) if len(rows) > batch_size else None
+    return rows

@@ -24,6 +24,12 @@ class SampleTensors:
     def rows(self, index: torch.Tensor | slice) -> "SampleTensors":
         return SampleTensors(self.user[index], self.history[index], self.target[index], self.label[index])
 
+    @staticmethod
+    def concat(parts: list["SampleTensors"]) -> "SampleTensors":
+        """The rows of ``parts``, one after the other."""
+        return SampleTensors(*(torch.cat([getattr(part, name) for part in parts])
+                               for name in ("user", "history", "target", "label")))
+
     def chunks(self, rows: int) -> Iterator["SampleTensors"]:
         """Consecutive slices of ``rows`` rows, for scoring."""
         for start in range(0, len(self), rows):
