@@ -152,8 +152,12 @@ def feasible(interactions: pd.DataFrame, min_users: int, k: int) -> bool:
 
 # No shrink phase: each example runs make_samples, and shrinking a failure would take
 # minutes of CPU; the generated tables are small enough to read unshrunk.
+# The same examples on every run (derandomize), so a suite that passed here passes in CI;
+# explore with e.g. max_examples=600 and derandomize=False when touching the sample code
+# (600 random examples, three times, passed on 2026-12-02).
 HYPOTHESIS_SETTINGS = settings(
     max_examples=30,
+    derandomize=True,
     deadline=None,
     phases=(Phase.explicit, Phase.reuse, Phase.generate),
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
@@ -211,7 +215,7 @@ def test_make_samples_matches_brute_force(table, max_seq_len, min_users):
         assert (row_items[labels == 1] == targets).all()
         assert (row_items[labels == 0] == negatives.reshape(-1)).all()
         assert (row_users.reshape(-1, k + 1) == users[:, None]).all()
-        assert (row_history.reshape(len(frame), k + 1, -1) == history[:, None, :]).all()
+        assert (row_history.reshape(len(frame), k + 1, max_seq_len) == history[:, None, :]).all()
 
         # Left padding and causality, stated directly.
         for h, t in zip(history, targets):
