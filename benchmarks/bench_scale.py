@@ -7,8 +7,9 @@ Every measurement is a `kedro run` in a project copy under --work, watched from 
 wall time, and the peak resident memory of the Python driver, the JVM (Spark's driver,
 which in local mode also runs the executors) and the whole process tree, sampled every
 0.2 s from /proc. Each finished measurement is a row of docs/results/scale.csv, so the
-script resumes where it stopped (--fresh starts over); the table and the plot in
-docs/benchmarks.md are written from that CSV.
+script resumes where it stopped; --fresh starts over and keeps the old rows as
+docs/results/scale-previous.csv. The tables (each figure beside the previous run's) and
+the plot in docs/benchmarks.md are written from those CSVs.
 """
 from __future__ import annotations
 
@@ -31,9 +32,11 @@ from common import REPO_ROOT, machine, project_copy, today, write_section  # noq
 from duet_pipeline.datasets import parquet_files  # noqa: E402
 
 RESULTS = REPO_ROOT / "docs" / "results" / "scale.csv"
+PREVIOUS = RESULTS.with_name("scale-previous.csv")
 PLOT = REPO_ROOT / "docs" / "benchmarks" / "scale.png"
 FIELDS = ["measurement", "dataset", "engine", "processes", "status", "wall_s", "peak_python_gib", "peak_jvm_gib",
-          "peak_tree_gib", "rows_per_s", "train_positives", "train_bytes", "expanded_bytes", "train_raw_bytes", "expanded_raw_bytes", "note"]
+          "peak_tree_gib", "rows_per_s", "train_positives", "train_bytes", "expanded_bytes", "train_raw_bytes", "expanded_raw_bytes", "note", "date"]
+KEY = ["measurement", "dataset", "engine", "processes"]
 SIZES = ("synthetic-1m", "synthetic-5m", "synthetic-25m")
 TRAINING = "methods=base,training.streaming=true,training.max_epochs=1,training.progress=false"
 INTERACTIONS = {"synthetic-1m": 1e6, "synthetic-5m": 5e6, "synthetic-25m": 25e6}
@@ -213,8 +216,8 @@ def plan() -> list[tuple[str, str, str, int]]:
     return checks + data + speed + [("streaming memory", "synthetic-25m", "-", 1)]
 
 
-def load_rows() -> list[dict]:
-    return list(csv.DictReader(RESULTS.open())) if RESULTS.exists() else []
+def load_rows(path: Path = RESULTS) -> list[dict]:
+    return list(csv.DictReader(path.open())) if path.exists() else []
 
 
 def main() -> None:
@@ -224,7 +227,7 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
     if args.fresh and RESULTS.exists():
-        RESULTS.unlink()
+        RESULTS.replace(PREVIOUS)
     project = args.work / "project"
     if not args.report_only:
         done = {(r["measurement"], r["dataset"], r["engine"], str(r["processes"])) for r in load_rows()}
@@ -234,7 +237,7 @@ def main() -> None:
             if (name, dataset, engine, str(processes)) in done:
                 continue
             print(f"{today()}: {name} {dataset} {engine} x{processes}", flush=True)
-            row = measure(project, name, dataset, engine, processes)
+            row = measure(project, name, dataset, engine, processes) | {"date": today()}
             if name == "data stages" and row["status"] == "ok" and dataset == "synthetic-1m" and engine == "pandas":
                 train = latest(project / "data" / "05_model_input" / dataset / "train_samples.parquet")
                 row |= layout_sizes(train, args.work / "layout.parquet")
@@ -246,33 +249,56 @@ def main() -> None:
                     writer.writeheader()
                 writer.writerow(row)
             print(f"  {row['status']}: {row.get('wall_s')} s, tree peak {row.get('peak_tree_gib')} GiB", flush=True)
-    report(pd.DataFrame(load_rows()))
+    report(_numeric(pd.DataFrame(load_rows())), _numeric(pd.DataFrame(load_rows(PREVIOUS))))
 
 
-def report(rows: pd.DataFrame) -> None:
-    """The section of docs/benchmarks.md and its plot, from the CSV."""
-    if rows.empty:
-        return
+def _numeric(rows: pd.DataFrame) -> pd.DataFrame:
     for column in ("wall_s", "peak_python_gib", "peak_jvm_gib", "peak_tree_gib", "rows_per_s", "train_positives",
                    "train_bytes", "expanded_bytes", "train_raw_bytes", "expanded_raw_bytes"):
-        rows[column] = pd.to_numeric(rows[column], errors="coerce")
+        if column in rows:
+            rows[column] = pd.to_numeric(rows[column], errors="coerce")
+    return rows
+
+
+def _previous(previous: pd.DataFrame, row: pd.Series, figure: str) -> str:
+    """The previous run's ``figure`` ("wall", "tree" or "rows") for ``row``'s measurement, with its date."""
+    if previous.empty:
+        return "-"
+    match = previous[(previous[KEY].astype(str) == row[KEY].astype(str).to_numpy()).all(axis=1)]
+    if match.empty or match.iloc[-1]["status"] != "ok":
+        return "-"
+    old = match.iloc[-1]
+    text = {"wall": f"{_f(old['wall_s'], 0)} s, {_f(old['peak_tree_gib'], 2)} GiB",
+            "rows": f"{_f(old['rows_per_s'], 0, ',')} rows/s, {_f(old['peak_tree_gib'], 2)} GiB"}[figure]
+    return f"{text} ({old.get('date') or '?'})"
+
+
+def report(rows: pd.DataFrame, previous: pd.DataFrame) -> None:
+    """The section of docs/benchmarks.md and its plot, from the CSVs."""
+    if rows.empty:
+        return
+    dates = rows["date"].dropna() if "date" in rows else pd.Series(dtype=str)
+    measured = f"{dates.min()} to {dates.max()}" if len(dates) and dates.min() != dates.max() else (
+        dates.min() if len(dates) else today())
     data = rows[rows["measurement"] == "data stages"].copy()
     data["interactions"] = data["dataset"].map(INTERACTIONS)
     data = data.sort_values(["interactions", "engine"])
     checks = rows[rows["measurement"] == "parity"]
     lines = ["## How cost grows: Spark, streaming and DDP at synthetic-1m / 5m / 25m", "",
              "Command: `make benchmark-scale` (`python benchmarks/bench_scale.py`; per-measurement record "
-             "`docs/results/scale.csv`, one run each).", f"Machine: {machine(threads=False)}. Date: {today()}.", "",
+             "`docs/results/scale.csv`, one run each; the previous run's rows: `docs/results/scale-previous.csv`).",
+             f"Machine: {machine(threads=False)}. Measured: {measured}.", "",
              "Data stages (`kedro run --pipelines=ingestion,feature_engineering --params=dataset=<N>,"
              "features.engine=<engine>`), whole CLI run:", "",
              "| dataset | engine | outcome | wall (s) | Python driver peak (GiB) | JVM peak (GiB) | "
-             "process tree peak (GiB) | train positives | train samples on disk (MB) |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+             "process tree peak (GiB) | train positives | train samples on disk (MB) | previous run: wall, tree peak |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for _, r in data.iterrows():
         outcome = "ok" if r["status"] == "ok" else r["status"].replace("|", "/")
         lines.append(f"| {r['dataset']} | {r['engine']} | {outcome} | {_f(r['wall_s'], 0)} | "
                      f"{_f(r['peak_python_gib'], 2)} | {_f(r['peak_jvm_gib'], 2)} | {_f(r['peak_tree_gib'], 2)} | "
-                     f"{_f(r['train_positives'], 0, ',')} | {_f(r['train_bytes'] / 1e6, 0)} |")
+                     f"{_f(r['train_positives'], 0, ',')} | {_f(r['train_bytes'] / 1e6, 0)} | "
+                     f"{_previous(previous, r, 'wall')} |")
     expanded = data.dropna(subset=["expanded_bytes"])
     if not expanded.empty:
         r = expanded.iloc[0]
@@ -292,11 +318,16 @@ def report(rows: pd.DataFrame) -> None:
         lines += ["", "Streaming base-model training (`kedro run --pipelines=umn_training --params=..."
                   "training.streaming=true,training.limit_train_batches=<B>,training.distributed.processes=<P>`; "
                   "DIN, batch 1024, one epoch of B batches plus validation):", "",
-                  "| measurement | dataset | processes | outcome | rows / s | wall (s) | process tree peak (GiB) |",
-                  "|---|---|---:|---|---:|---:|---:|"]
+                  "| measurement | dataset | processes | outcome | rows / s | wall (s) | process tree peak (GiB) "
+                  "| previous run: rows / s, tree peak |",
+                  "|---|---|---:|---|---:|---:|---:|---|"]
         for _, r in training.iterrows():
             lines.append(f"| {r['measurement']} | {r['dataset']} | {r['processes']} | {r['status']} | "
-                         f"{_f(r['rows_per_s'], 0, ',')} | {_f(r['wall_s'], 0)} | {_f(r['peak_tree_gib'], 2)} |")
+                         f"{_f(r['rows_per_s'], 0, ',')} | {_f(r['wall_s'], 0)} | {_f(r['peak_tree_gib'], 2)} | "
+                         f"{_previous(previous, r, 'rows')} |")
+    if not previous.empty:
+        lines += ["", "One run per figure: on this 2-core machine a rerun can differ from the previous "
+                  "column by tens of percent in wall time, rows/s and JVM memory (the JVM sizes its heap as it goes)."]
     lines += ["", "![wall time and peak memory of the data stages by engine and size](benchmarks/scale.png)"]
     lines += ["", *reading(data, training)]
     write_section("scale", "\n".join(lines))
@@ -338,11 +369,12 @@ def reading(data: pd.DataFrame, training: pd.DataFrame) -> list[str]:
     sizes = data.dropna(subset=["expanded_bytes"])
     if not sizes.empty:
         r = sizes.iloc[0]
-        lines.append(f"- Samples on disk: the values shrink {r['expanded_raw_bytes'] / r['train_raw_bytes']:.1f}x, as in "
-                     f"memory, but the parquet files only {r['expanded_bytes'] / r['train_bytes']:.1f}x: snappy and the "
-                     "dictionary encoding already stored the earlier layout's repeated histories as back-references, "
-                     "so what remains in both is mostly the random negatives, which do not compress. The 4x target "
-                     "holds for the values, not for the compressed files.")
+        values, files = r["expanded_raw_bytes"] / r["train_raw_bytes"], r["expanded_bytes"] / r["train_bytes"]
+        lines.append(f"- Samples on disk: the values shrink {values:.2f}x, as in memory, but the parquet files only "
+                     f"{files:.2f}x: snappy and the dictionary encoding already stored the earlier layout's repeated "
+                     "histories as back-references, so what remains in both is mostly the random negatives, which do "
+                     f"not compress. The 4x target is {'met' if values >= 4 else 'not met'} by the values and "
+                     f"{'met' if files >= 4 else 'not met'} by the compressed files.")
     if ("streaming memory", "1") in streamed.index:
         lines.append(f"- Streaming training at synthetic-25m peaks at {streamed.loc[('streaming memory', '1')]['peak_tree_gib']:.2f} "
                      "GiB: the shuffle buffer, the compact validation (162,540 users x 100 candidates, expanded a chunk "
