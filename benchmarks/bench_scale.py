@@ -230,11 +230,11 @@ def main() -> None:
         RESULTS.replace(PREVIOUS)
     project = args.work / "project"
     if not args.report_only:
-        done = {(r["measurement"], r["dataset"], r["engine"], str(r["processes"])) for r in load_rows()}
+        done = {_key(r) for r in load_rows()}
         if not project.exists():
             project_copy(project)
         for name, dataset, engine, processes in plan():
-            if (name, dataset, engine, str(processes)) in done:
+            if tuple(map(str, (name, dataset, engine, processes))) in done:
                 continue
             print(f"{today()}: {name} {dataset} {engine} x{processes}", flush=True)
             row = measure(project, name, dataset, engine, processes) | {"date": today()}
@@ -249,7 +249,12 @@ def main() -> None:
                     writer.writeheader()
                 writer.writerow(row)
             print(f"  {row['status']}: {row.get('wall_s')} s, tree peak {row.get('peak_tree_gib')} GiB", flush=True)
-    report(_numeric(pd.DataFrame(load_rows())), _numeric(pd.DataFrame(load_rows(PREVIOUS))))
+    report(_numeric(pd.DataFrame(load_rows())), {_key(r): r for r in load_rows(PREVIOUS)})
+
+
+def _key(row: dict | pd.Series) -> tuple[str, ...]:
+    """A measurement's identity: its (measurement, dataset, engine, processes), as text."""
+    return tuple(str(row[name]) for name in KEY)
 
 
 def _numeric(rows: pd.DataFrame) -> pd.DataFrame:
@@ -260,26 +265,22 @@ def _numeric(rows: pd.DataFrame) -> pd.DataFrame:
     return rows
 
 
-def _previous(previous: pd.DataFrame, row: pd.Series, figure: str) -> str:
-    """The previous run's ``figure`` ("wall", "tree" or "rows") for ``row``'s measurement, with its date."""
-    if previous.empty:
+def _previous(previous: dict[tuple[str, ...], dict], row: pd.Series, figure: str) -> str:
+    """The previous run's ``figure`` ("wall" or "rows", each with the tree peak) for
+    ``row``'s measurement, with its date; "-" if it has none that succeeded."""
+    old = previous.get(_key(row))
+    if old is None or old["status"] != "ok":
         return "-"
-    match = previous[(previous[KEY].astype(str) == row[KEY].astype(str).to_numpy()).all(axis=1)]
-    if match.empty or match.iloc[-1]["status"] != "ok":
-        return "-"
-    old = match.iloc[-1]
-    text = {"wall": f"{_f(old['wall_s'], 0)} s, {_f(old['peak_tree_gib'], 2)} GiB",
-            "rows": f"{_f(old['rows_per_s'], 0, ',')} rows/s, {_f(old['peak_tree_gib'], 2)} GiB"}[figure]
-    return f"{text} ({old.get('date') or '?'})"
+    number = f"{_f(float(old['wall_s']), 0)} s" if figure == "wall" else f"{_f(float(old['rows_per_s']), 0, ',')} rows/s"
+    return f"{number}, {_f(float(old['peak_tree_gib']), 2)} GiB ({old.get('date') or '?'})"
 
 
-def report(rows: pd.DataFrame, previous: pd.DataFrame) -> None:
-    """The section of docs/benchmarks.md and its plot, from the CSVs."""
+def report(rows: pd.DataFrame, previous: dict[tuple[str, ...], dict]) -> None:
+    """The section of docs/benchmarks.md and its plot, from the CSV and the previous run's rows."""
     if rows.empty:
         return
     dates = rows["date"].dropna() if "date" in rows else pd.Series(dtype=str)
-    measured = f"{dates.min()} to {dates.max()}" if len(dates) and dates.min() != dates.max() else (
-        dates.min() if len(dates) else today())
+    measured = " to ".join(sorted({dates.min(), dates.max()})) if len(dates) else today()
     data = rows[rows["measurement"] == "data stages"].copy()
     data["interactions"] = data["dataset"].map(INTERACTIONS)
     data = data.sort_values(["interactions", "engine"])
@@ -325,7 +326,7 @@ def report(rows: pd.DataFrame, previous: pd.DataFrame) -> None:
             lines.append(f"| {r['measurement']} | {r['dataset']} | {r['processes']} | {r['status']} | "
                          f"{_f(r['rows_per_s'], 0, ',')} | {_f(r['wall_s'], 0)} | {_f(r['peak_tree_gib'], 2)} | "
                          f"{_previous(previous, r, 'rows')} |")
-    if not previous.empty:
+    if previous:
         lines += ["", "One run per figure: on this 2-core machine a rerun can differ from the previous "
                   "column by tens of percent in wall time, rows/s and JVM memory (the JVM sizes its heap as it goes)."]
     lines += ["", "![wall time and peak memory of the data stages by engine and size](benchmarks/scale.png)"]
