@@ -13,11 +13,12 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 from typing import Any
 
 import mlflow
 from mlflow.entities import RunStatus
+
+from duet_pipeline.processes import gone, this_host
 
 logger = logging.getLogger(__name__)
 
@@ -27,32 +28,21 @@ KILLED = RunStatus.to_string(RunStatus.KILLED)
 
 
 def process_tags() -> dict[str, str]:
-    return {"host": socket.gethostname(), "pid": str(os.getpid())}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
+    return {"host": this_host(), "pid": str(os.getpid())}
 
 
 def close_orphaned_runs(client: mlflow.MlflowClient, experiment_id: str) -> list[str]:
     """End KILLED the RUNNING runs of this host whose process no longer exists."""
     closed = []
-    host = socket.gethostname()
     for run in client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000):
         pid = run.data.tags.get("pid", "")
-        if run.data.tags.get("host") != host or not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+        if not pid.isdigit() or not gone(int(pid), run.data.tags.get("host", "")):
             continue
         client.set_tag(run.info.run_id, "outcome", "killed: its process ended without closing the run")
         client.set_terminated(run.info.run_id, KILLED)
         closed.append(run.info.run_id)
     if closed:
-        logger.warning("Marked %d MLflow run(s) KILLED: their processes on %s are gone", len(closed), host)
+        logger.warning("Marked %d MLflow run(s) KILLED: their processes on %s are gone", len(closed), this_host())
     return closed
 
 

@@ -29,6 +29,8 @@ from typing import Any
 
 from kedro.io.core import VERSION_FORMAT, DatasetError, Version, generate_timestamp
 
+from duet_pipeline.processes import owner_gone, owner_tag
+
 logger = logging.getLogger(__name__)
 
 FAILED_RUNS = Path("data") / "09_failed_runs"
@@ -97,13 +99,19 @@ def set_aside(folders: list[Path], project: Path, failed_runs: Path = FAILED_RUN
 # would leave a truncated newest version. So every versioned save writes
 # <file>/<version>/.<file>.partial (a file or a folder) and renames it to <file> once
 # complete: until then the version does not exist for Kedro's glob, and the previous one
-# stays the latest. Leftover partials are ignored on load and removed by the next run.
+# stays the latest. Leftover partials are ignored on load and removed by a later run.
+#
+# A partial's name says who writes it (".<file>.pid<pid>@<host>.partial"): a run starting
+# beside another must not delete the save the other is in the middle of (it did, and the
+# other run's save failed). So a run removes only partials whose writer is gone
+# (duet_pipeline.processes.owner_gone): on this host and no longer running.
 PARTIAL_SUFFIX = ".partial"
 _ATOMIC_TYPES: dict[type, type] = {}
 
 
-def partial_path(final: Path) -> Path:
-    return final.with_name(f".{final.name}{PARTIAL_SUFFIX}")
+def partial_path(final: Path, pid: int | None = None, host: str | None = None) -> Path:
+    """Where ``final`` is written until it is complete, by this process unless named."""
+    return final.with_name(f".{final.name}.{owner_tag(pid, host)}{PARTIAL_SUFFIX}")
 
 
 def make_atomic(dataset: Any, name: str) -> None:
@@ -153,8 +161,10 @@ def disk_full_message(name: str, final: Path) -> str:
 
 
 def remove_partials(data: Path) -> list[Path]:
-    """Delete partial saves left by interrupted runs, and version folders they leave empty."""
-    removed = sorted(data.rglob(f".*{PARTIAL_SUFFIX}")) if data.exists() else []
+    """Delete partial saves whose writer is gone (interrupted runs), and the version
+    folders they leave empty; a live run's partials are left alone."""
+    found = sorted(data.rglob(f".*{PARTIAL_SUFFIX}")) if data.exists() else []
+    removed = [path for path in found if owner_gone(path.name)]
     for path in removed:
         _remove(path)
         if path.parent.is_dir() and not any(path.parent.iterdir()):

@@ -7,6 +7,7 @@ loss or an OOM kill) or fails with ENOSPC (``disk-full``).
 """
 from __future__ import annotations
 
+import multiprocessing
 import pickle
 import sqlite3
 import subprocess
@@ -17,6 +18,7 @@ import pandas as pd
 import pytest
 from kedro.io.core import Version
 from kedro_datasets.pandas import ParquetDataset
+from kedro_datasets.pickle import PickleDataset
 
 from conftest import KEDRO, kedro, project_env
 from duet_pipeline import versions as versions_module
@@ -76,13 +78,79 @@ def test_a_save_cut_short_is_not_a_version_and_its_leftover_is_removed(tmp_path:
         second.save(pd.DataFrame({"a": [object()]}))  # pyarrow cannot write it: the save fails
     assert versions(path) == ["2026-01-01T00.00.00.000Z"]
     assert not list(path.rglob("*.partial"))  # an exception removes its own partial
-    # A leftover from a killed process is ignored on load and removed by the next run.
-    leftover = partial_path(path / "2026-01-03T00.00.00.000Z" / "table.parquet")
-    leftover.parent.mkdir()
-    leftover.write_bytes(b"PAR1 half")
+    # A leftover from a killed process is ignored on load and removed by the next run;
+    # a live process's partial (this one's) and one from another host are left alone.
+    leftover = partial_path(path / "2026-01-03T00.00.00.000Z" / "table.parquet", pid=dead_pid())
+    live = partial_path(path / "2026-01-04T00.00.00.000Z" / "table.parquet")
+    elsewhere = partial_path(path / "2026-01-05T00.00.00.000Z" / "table.parquet", pid=dead_pid(), host="other.host")
+    for partial in (leftover, live, elsewhere):
+        partial.parent.mkdir()
+        partial.write_bytes(b"PAR1 half")
     latest = ParquetDataset(filepath=str(path), version=Version(None, None))
     assert latest.load()["a"].tolist() == [1, 2]
     assert remove_partials(tmp_path) == [leftover] and not leftover.parent.exists()
+    assert live.exists() and elsewhere.exists()
+
+
+def dead_pid() -> int:
+    """The pid of a process that has ended."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+PAUSED_SAVES = 25
+
+
+class PauseInsideSave:
+    """Pickled in the middle of a save (its partial file is open): says so on ``inside``
+    and waits for a word on ``resume`` before the save goes on."""
+
+    queues: tuple = ()
+
+    def __reduce__(self):
+        inside, resume = PauseInsideSave.queues
+        inside.put(True)
+        resume.get(timeout=60)
+        return (dict, ())
+
+
+def _save_versions_pausing_inside(path: Path, stamps: list[str], inside, resume) -> None:
+    PauseInsideSave.queues = (inside, resume)
+    for stamp in stamps:
+        dataset = PickleDataset(filepath=str(path), version=Version(None, stamp))
+        make_atomic(dataset, "model")
+        dataset.save({"stamp": stamp, "pause": PauseInsideSave()})
+
+
+def test_a_run_starting_while_another_is_inside_a_save_leaves_that_save_alone(tmp_path: Path) -> None:
+    """What a second run does at its start (remove_partials) happens while the first run's
+    save is half-done, 25 times: every save still completes as its own version, while a
+    killed writer's leftover, planted each time, is removed each time."""
+    data = tmp_path / "data"
+    folder = data / "06_models" / "model.pkl"
+    stamps = [f"2026-01-01T00.00.{second:02d}.000Z" for second in range(PAUSED_SAVES)]
+    context = multiprocessing.get_context("fork")
+    inside, resume = context.Queue(), context.Queue()
+    writer = context.Process(target=_save_versions_pausing_inside, args=(folder, stamps, inside, resume))
+    writer.start()
+    try:
+        for number in range(PAUSED_SAVES):
+            inside.get(timeout=60)
+            leftover = partial_path(data / "02_intermediate" / "t.parquet" / f"v{number}" / "t.parquet", pid=dead_pid())
+            leftover.parent.mkdir(parents=True)
+            leftover.write_bytes(b"half")
+            [live] = folder.rglob("*.partial")
+            assert remove_partials(data) == [leftover]  # the second run's start
+            assert live.exists()
+            resume.put(True)
+        writer.join(timeout=60)
+    finally:
+        writer.kill()
+    assert writer.exitcode == 0
+    assert versions(folder) == stamps and not list(data.rglob("*.partial"))
+    for stamp in stamps:
+        assert PickleDataset(filepath=str(folder), version=Version(stamp, None)).load()["stamp"] == stamp
 
 
 def test_a_run_killed_mid_save_leaves_the_previous_version_and_resumes(tiny_ml100k: Path, faulty: Path) -> None:
@@ -92,7 +160,7 @@ def test_a_run_killed_mid_save_leaves_the_previous_version_and_resumes(tiny_ml10
     killed = run_with_fault(tiny_ml100k, faulty, "kill", "--pipelines=duet", f"--params={TINY},methods=base")
     assert killed.returncode == -9
     assert versions(models) == complete  # the half-written model is no version
-    assert len(list(models.rglob(".base_model.pkl.partial"))) == 1
+    assert len(list(models.rglob(".base_model.pkl.*.partial"))) == 1
     resumed = kedro(tiny_ml100k, "run", "--pipelines=duet", f"--params={TINY},methods=base",
                     "--from-nodes=personalize_base")
     assert "Loading data from base_model" in resumed.stdout + resumed.stderr

@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from duet_pipeline.parameters import Block, parse_block
+from duet_pipeline.processes import owner_tag
 
 __all__ = [
     "DATASET_SPECS",
@@ -332,7 +333,9 @@ def ensure_ratings_file(
                 f"upstream file may have changed. {_placement_help(spec, ratings_path, source_url)}",
                 path=ratings_path,
             )
-        extract_tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=dataset_dir.parent))
+        # Named for this process: a run starting meanwhile leaves a live owner's partial alone.
+        extract_tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=f".{owner_tag()}.partial",
+                                            dir=dataset_dir.parent))
         _extract_root(Path(archive_tmp), spec, extract_tmp, source_url, ratings_path)
         _move_into_place(extract_tmp, dataset_dir, spec.ratings_file)
     finally:

@@ -23,6 +23,8 @@ from types import TracebackType
 
 import torch
 
+from duet_pipeline.processes import alive
+
 
 def available_cores() -> int:
     """Cores this process may run on (its CPU affinity, not the machine's total)."""
@@ -43,16 +45,6 @@ def fixed_threads() -> int | None:
 def registry_folder() -> Path:
     default = Path(tempfile.gettempdir()) / f"duet-pipeline-cores-{os.getuid()}"
     return Path(os.environ.get("DUET_CORES_DIR", default))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    return True
 
 
 class CoreShare:
@@ -88,7 +80,7 @@ class CoreShare:
         for entry in self.folder.iterdir():
             if not entry.name.isdigit():
                 continue
-            if _alive(int(entry.name)):
+            if alive(int(entry.name)):
                 count += 1
             else:
                 entry.unlink(missing_ok=True)

@@ -31,7 +31,7 @@ RowLoss = Callable[[torch.Tensor, SampleTensors, torch.Tensor], torch.Tensor]
 
 def label_loss(logits: torch.Tensor, batch: SampleTensors, rows: torch.Tensor) -> torch.Tensor:
     """Every cloud training's loss unless it says otherwise: mean binary cross-entropy."""
-    return nn.functional.binary_cross_entropy_with_logits(logits, batch.label)
+    return nn.functional.binary_cross_entropy_with_logits(logits, batch.label.to(logits.dtype))
 
 
 class DistributedParams(Block):
