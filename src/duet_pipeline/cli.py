@@ -5,13 +5,16 @@ It takes every option of Kedro's ``run`` and adds ``--verbose``. A run that fail
 one line naming the error (a parameter, a file and line, a dataset), with the full
 traceback written to logs/kedro.log; ``--verbose`` prints the traceback instead. A run
 stopped by SIGINT or SIGTERM ends its MLflow run KILLED and exits 130 or 143
-(:mod:`duet_pipeline.mlflow_runs`).
+(:mod:`duet_pipeline.mlflow_runs`). Without ``--runner`` it uses the project's runner, which
+runs independent nodes at once, one process per core (:mod:`duet_pipeline.runner`);
+``--runner=SequentialRunner`` runs one node at a time.
 """
 from __future__ import annotations
 
 import signal
 import sys
 import traceback
+from concurrent.futures.process import _RemoteTraceback
 from typing import Any
 
 import click
@@ -27,9 +30,12 @@ def cli() -> None:
 
 
 def one_line(error: BaseException) -> str:
-    """The error and its first cause, on one line: ``DatasetError: ... (cause: ...)``."""
+    """The error and its first cause, on one line: ``DatasetError: ... (cause: ...)``. The
+    traceback a worker process attaches as the cause (runner.py) is the log file's to show."""
     text = f"{type(error).__name__}: {' '.join(str(error).split())}"
     cause = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
+    if isinstance(cause, _RemoteTraceback):
+        cause = None
     if cause is not None and str(cause) and str(cause) not in str(error):
         text += f" (cause: {type(cause).__name__}: {' '.join(str(cause).split())})"
     return text
@@ -41,8 +47,12 @@ def write_traceback(error: BaseException) -> None:
         log.write("".join(traceback.format_exception(error)))
 
 
+DEFAULT_RUNNER = "duet_pipeline.runner.CoreRunner"
+
+
 def guarded_run(verbose: bool, **options: Any) -> Any:
     signal.signal(signal.SIGTERM, terminate_on_signal)
+    options["runner"] = options.get("runner") or DEFAULT_RUNNER
     try:
         return kedro_run.callback(**options)
     except (KeyboardInterrupt, Terminated) as stop:

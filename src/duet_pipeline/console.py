@@ -2,7 +2,8 @@
 
 - :func:`progress`: tqdm bars only on a terminal (``disable=None``), and never when the
   run's ``progress`` parameter is off; piped output gets no bar (a bar written to a
-  file is one line of carriage returns).
+  file is one line of carriage returns). A process that runs beside others (a worker of
+  the project's runner, runner.py) draws its bars on its own line (``DUET_PROGRESS_LINE``).
 - :func:`configure_console` (called from settings.py, so once per Kedro command):
   Kedro's rich log handler stays on a terminal; when stderr is not one, it is replaced
   by a plain one line per record handler, so piped logs are not wrapped at 80 columns.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
 import re
 import sys
 import warnings
@@ -29,6 +31,8 @@ from tqdm.auto import tqdm
 
 LOG_FILE = Path("logs") / "kedro.log"
 PLAIN_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+# The terminal line (0, 1, ...) on which this process draws its progress bars.
+PROGRESS_LINE = "DUET_PROGRESS_LINE"
 
 KNOWN_WARNINGS: tuple[tuple[str, type[Warning]], ...] = (
     # Kedro's and kedro-mlflow's own calls to OmegaConf (kedro 1.7, kedro-mlflow 2.0.3).
@@ -47,13 +51,27 @@ KNOWN_WARNINGS: tuple[tuple[str, type[Warning]], ...] = (
 
 def progress(iterable: Iterable | None = None, enabled: bool = True, **options: Any) -> tqdm:
     """A tqdm bar, shown only on a terminal and only when ``enabled``."""
+    line = os.environ.get(PROGRESS_LINE, "")
+    if line.isdigit():
+        options.setdefault("position", int(line))
     return tqdm(iterable, disable=None if enabled else True, **options)
 
 
-class KnownWarningsFilter(logging.Filter):
-    """Drops the ``py.warnings`` records of :data:`KNOWN_WARNINGS`."""
+# Third-party log records about a choice the project made on purpose: (logger, message).
+KNOWN_RECORDS: tuple[tuple[str, str], ...] = (
+    # kedro-viz 12.5's run-status tracking, on every run of the project's parallel runner
+    # (runner.py); `kedro run --runner=SequentialRunner` records the status for `kedro viz`.
+    ("kedro_viz.integrations.kedro.run_hooks", r"Workflow tracking is disabled for non-sequential runners"),
+)
 
-    patterns = [re.compile(message) for message, _ in KNOWN_WARNINGS]
+
+class KnownWarningsFilter(logging.Filter):
+    """Drops the records of ``patterns`` (by default the ``py.warnings`` records of
+    :data:`KNOWN_WARNINGS`)."""
+
+    def __init__(self, patterns: list[str] | None = None) -> None:
+        super().__init__()
+        self.patterns = [re.compile(p) for p in (patterns or [message for message, _ in KNOWN_WARNINGS])]
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = record.getMessage()
@@ -66,6 +84,10 @@ def silence_known_warnings() -> None:
     captured = logging.getLogger("py.warnings")
     if not any(isinstance(f, KnownWarningsFilter) for f in captured.filters):
         captured.addFilter(KnownWarningsFilter())
+    for name, message in KNOWN_RECORDS:
+        source = logging.getLogger(name)
+        if not any(isinstance(f, KnownWarningsFilter) for f in source.filters):
+            source.addFilter(KnownWarningsFilter([message]))
 
 
 def configure_console(log_file: Path = LOG_FILE) -> None:

@@ -28,7 +28,7 @@ from kedro.framework.hooks import hook_impl
 
 from duet_pipeline.mlflow_runs import CURRENT_RUN, close_orphaned_runs, process_tags
 from duet_pipeline.training.tracking import RUNS_EXPERIMENT_TAGS
-from duet_pipeline.versions import make_atomic, remove_partials, saved_version_folder, set_aside
+from duet_pipeline.versions import make_atomic, remove_partials, saved_versions, set_aside
 
 logger = logging.getLogger(__name__)
 
@@ -125,12 +125,13 @@ def comparison_summary(markdown: str, path: str) -> str:
 
 
 class VersionsHook:
-    """Atomic saves for every versioned dataset, partial leftovers removed at the start, a
-    failed run's versions set aside (:mod:`duet_pipeline.versions`)."""
+    """Atomic saves for every versioned dataset, leftovers of gone writers removed at the
+    start, a failed run's versions set aside (:mod:`duet_pipeline.versions`). The run's
+    versions are found by its save version, so those its worker processes saved count too
+    (runner.py)."""
 
     def __init__(self) -> None:
-        self._catalog: Any = None
-        self._saved: list[Path] = []  # version folders this run wrote
+        self._save_version: str | None = None
         self._project = Path.cwd()
 
     @hook_impl
@@ -138,39 +139,32 @@ class VersionsHook:
         self._project = Path(context.project_path)
 
     @hook_impl
-    def after_catalog_created(self, catalog: Any) -> None:
-        self._catalog = catalog
+    def after_catalog_created(self, save_version: str) -> None:
+        self._save_version = save_version
 
     @hook_impl
-    def before_pipeline_run(self) -> None:
-        self._saved = []
+    def before_pipeline_run(self, pipeline: Any, catalog: Any) -> None:
         remove_partials(self._project / "data")
-
-    @hook_impl
-    def before_dataset_saved(self, dataset_name: str) -> None:
-        if self._catalog is not None:
-            make_atomic(self._catalog.get(dataset_name), dataset_name)
-
-    @hook_impl
-    def after_dataset_saved(self, dataset_name: str) -> None:
-        folder = saved_version_folder(self._catalog.get(dataset_name)) if self._catalog is not None else None
-        if folder is not None:
-            self._saved.append(folder)
+        # Every dataset of the run made atomic here, in the catalog the runner sends on:
+        # a worker process saves through its own copy of it, not through this hook's.
+        for name in pipeline.datasets():
+            make_atomic(catalog.get(name, fallback_to_runtime_pattern=True), name)
 
     @hook_impl
     def on_pipeline_error(self) -> None:
-        set_aside(self._saved, self._project)
-        self._saved = []
+        if self._save_version is not None:
+            set_aside(saved_versions(self._project, self._save_version), self._project)
+
+
+# The attribute on a node's error that names the node: set where the node ran (a worker
+# process of the project's runner, or this one), read where the run ends.
+FAILED_NODE = "duet_failed_node"
 
 
 class RunRecordHook:
-    def __init__(self) -> None:
-        self._failed_node: str | None = None
-
     # trylast: after kedro-mlflow's hook has started the run.
     @hook_impl(trylast=True)
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
-        self._failed_node = None
         run = mlflow.active_run()
         if run is None:
             return
@@ -190,17 +184,22 @@ class RunRecordHook:
         CURRENT_RUN["node"] = node.name
 
     @hook_impl
-    def on_node_error(self, node: Any) -> None:
-        self._failed_node = node.name
+    def on_node_error(self, error: Exception, node: Any) -> None:
+        try:  # pickled with the error when it crosses from a worker process
+            setattr(error, FAILED_NODE, node.name)
+        except AttributeError:  # an error type without attributes: the tag says "-"
+            pass
 
     # tryfirst: before kedro-mlflow's hook ends the run as FAILED.
     @hook_impl(tryfirst=True)
     def on_pipeline_error(self, error: Exception) -> None:
         if mlflow.active_run() is not None:
-            mlflow.set_tags({"outcome": "failed", "failed_node": self._failed_node or "-",
+            mlflow.set_tags({"outcome": "failed", "failed_node": getattr(error, FAILED_NODE, "-"),
                              "error": f"{type(error).__name__}: {error}"[:5000]})
 
-    @hook_impl
+    # tryfirst: before kedro-mlflow's hook ends the run (in a sequential run its node hooks
+    # leave the run opened once more per node, which hid the order; workers' do not).
+    @hook_impl(tryfirst=True)
     def after_pipeline_run(self, pipeline: Any, catalog: Any) -> None:
         CURRENT_RUN["node"] = None
         if mlflow.active_run() is not None:
@@ -214,10 +213,11 @@ class RunRecordHook:
 class MlflowArtifactHook:
     def __init__(self) -> None:
         self._catalog = None
+        self._save_version: str | None = None
 
     @hook_impl
-    def after_catalog_created(self, catalog: Any) -> None:
-        self._catalog = catalog
+    def after_catalog_created(self, catalog: Any, save_version: str) -> None:
+        self._catalog, self._save_version = catalog, save_version
 
     @hook_impl
     def after_dataset_saved(self, dataset_name: str, data: Any, node: Any) -> None:
@@ -227,7 +227,10 @@ class MlflowArtifactHook:
         artifact_path = (getattr(dataset, "metadata", None) or {}).get(ARTIFACT_KEY)
         if artifact_path is None:
             return
-        # After a save, the load path of a versioned dataset is the version just written.
-        local_path = Path(str(dataset._get_load_path()))
+        # The file this run wrote: its save version's, whatever another run saved since
+        # (and in a worker process this hook's catalog is not the one that saved).
+        versioned = getattr(dataset, "_version", None) is not None
+        local_path = Path(str(dataset._get_versioned_path(self._save_version) if versioned
+                              else dataset._get_load_path()))
         mlflow.log_artifact(str(local_path), artifact_path)
         logger.info("Logged %s to MLflow artifacts/%s", local_path, artifact_path)

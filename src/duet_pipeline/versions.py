@@ -67,11 +67,12 @@ def _timestamp(moment: datetime) -> str:
     return text[:-4] + text[-1:]  # as kedro.io.core.generate_timestamp trims it
 
 
-def saved_version_folder(dataset: Any) -> Path | None:
-    """The version folder a versioned dataset has just written, or None if unversioned."""
-    if getattr(dataset, "_version", None) is None:
-        return None
-    return Path(str(dataset._get_load_path())).parent
+def saved_versions(project: Path, save_version: str, failed_runs: Path = FAILED_RUNS) -> list[Path]:
+    """The version folders a run wrote: every folder under ``data/`` named its save version
+    (its own, :func:`unique_session_timestamp`), whichever process saved them."""
+    already_aside = (project / failed_runs).resolve()
+    return sorted(folder for folder in (project / "data").rglob(save_version)
+                  if folder.is_dir() and not folder.resolve().is_relative_to(already_aside))
 
 
 def set_aside(folders: list[Path], project: Path, failed_runs: Path = FAILED_RUNS) -> list[Path]:
@@ -143,9 +144,21 @@ def _atomic_type(base: type) -> type:
             # This run reads back what it wrote, not a newer version another run saved since.
             self._version = Version(final.parent.name, final.parent.name)
 
+        def __reduce__(self: Any) -> tuple:
+            # A type made here cannot be found by name: a copy sent to a worker process
+            # (runner.py) is rebuilt from its base type, and saves atomically there too.
+            return _rebuild_atomic, (base, self.__dict__)
+
         # Kedro wraps a subclass's own save with its versioning (version resolution, checks).
-        _ATOMIC_TYPES[base] = type(f"Atomic{base.__name__}", (base,), {"save": save, "__module__": base.__module__})
+        _ATOMIC_TYPES[base] = type(f"Atomic{base.__name__}", (base,),
+                                   {"save": save, "__reduce__": __reduce__, "__module__": base.__module__})
     return _ATOMIC_TYPES[base]
+
+
+def _rebuild_atomic(base: type, state: dict[str, Any]) -> Any:
+    dataset = object.__new__(_atomic_type(base))
+    dataset.__dict__.update(state)
+    return dataset
 
 
 def disk_full_message(name: str, final: Path) -> str:

@@ -6,6 +6,14 @@ history, so the rows of a split form runs of identical histories. With
 of target-free backbones, generated head) and gathers it back to the rows
 (``consecutive_runs``, ``apply_head_to_runs``). That must give the logits, and the
 gradients of the loss, of the plain per-row computation (``dedupe_histories = False``).
+
+The two differ in summation order only (a gradient is summed over runs, then rows, or
+over rows), so the models run in float64. In float32 the gradients, sums over every row
+of the split, came up to 3e-8 apart on one AMD EPYC CPU, a fortieth of the tolerance
+(rtol 1e-4, atol 1e-7) used before. In float64, 2**29 times finer, logits and gradients
+agree to 2.2e-16 and 7.6e-17 (the largest are 1.2 and 0.23): TOLERANCE, 1e-12, leaves a
+margin of more than 1,000 on any CPU, while a run gathered from the wrong history moves
+a logit by more than 1e-2 (the positive control below).
 """
 from __future__ import annotations
 
@@ -41,6 +49,8 @@ HEADS = {
 # Train mode is deterministic (no dropout) for these option sets; SASRec's is not.
 DETERMINISTIC_IN_TRAIN_MODE = {"din", "gru4rec"}
 
+TOLERANCE = 1e-12  # absolute, on logits and gradients in float64: see the module docstring
+
 pytestmark = pytest.mark.usefixtures("light_torch")
 
 
@@ -67,14 +77,15 @@ def make_model(backbone: str, heads: str, num_items: int) -> Recommender:
     with torch.no_grad():
         model.items.weight.normal_(std=1.0)
         model.items.weight[0].zero_()
-    return model
+    return model.double()
 
 
 def logits_and_grads(model: Recommender, rows, dedupe: bool):
     model.dedupe_histories = dedupe
     model.zero_grad(set_to_none=True)
     logits = model(rows.history, rows.target)
-    nn.functional.binary_cross_entropy_with_logits(logits, rows.label).backward()
+    # Labels in the logits' dtype: with float32 labels PyTorch computes the loss in float32.
+    nn.functional.binary_cross_entropy_with_logits(logits, rows.label.to(logits.dtype)).backward()
     grads = {name: None if p.grad is None else p.grad.clone() for name, p in model.named_parameters()}
     return logits.detach(), grads
 
@@ -173,13 +184,14 @@ def test_shared_history_shortcut_matches_per_row_scores_and_gradients(data, back
             shared, shared_grads = logits_and_grads(model, rows, dedupe=True)
             plain, plain_grads = logits_and_grads(model, rows, dedupe=False)
             assert shared.shape == (len(rows),) and torch.isfinite(plain).all()
+            assert shared.dtype == plain.dtype == torch.float64, where
             assert plain.std() > 1e-3, where  # scores really differ between rows
-            torch.testing.assert_close(shared, plain, rtol=1e-5, atol=1e-5, msg=lambda m: f"{where}: {m}")
+            torch.testing.assert_close(shared, plain, rtol=0, atol=TOLERANCE, msg=lambda m: f"{where}: {m}")
             assert shared_grads.keys() == plain_grads.keys()
             for name, grad in plain_grads.items():
                 other = shared_grads[name]
                 assert (grad is None) == (other is None), f"{where}: {name}"
                 if grad is not None:
-                    torch.testing.assert_close(other, grad, rtol=1e-4, atol=1e-7,
+                    torch.testing.assert_close(other, grad, rtol=0, atol=TOLERANCE,
                                                msg=lambda m: f"{where}: gradient of {name}: {m}")
             assert plain_grads["items.weight"].abs().sum() > 0

@@ -3,7 +3,7 @@
 The faults are injected into the child process by a test-only ``sitecustomize`` module
 (found on PYTHONPATH at interpreter start): when ``FAULT`` is set, the pickle writer of
 the model bundles writes half of the bytes and then dies (``kill``: SIGKILL, as a power
-loss or an OOM kill) or fails with ENOSPC (``disk-full``).
+loss: every process of the run) or fails with ENOSPC (``disk-full``).
 """
 from __future__ import annotations
 
@@ -39,8 +39,8 @@ def dump(obj, file, *args, **kwargs):
         data = pickle.dumps(obj)
         file.write(data[: len(data) // 2])
         file.flush()
-        if fault == "kill":
-            os.kill(os.getpid(), signal.SIGKILL)
+        if fault == "kill":  # a power loss: the run's every process (its own session)
+            os.killpg(0, signal.SIGKILL)
         raise OSError(errno.ENOSPC, "No space left on device")
     return _dump(obj, file, *args, **kwargs)
 
@@ -60,7 +60,8 @@ def faulty(tmp_path: Path) -> Path:
 def run_with_fault(project: Path, faults: Path, fault: str, *args: str) -> subprocess.CompletedProcess:
     env = project_env(project)
     env = {**env, "FAULT": fault, "PYTHONPATH": f"{faults}:{env['PYTHONPATH']}"}
-    return subprocess.run([KEDRO, "run", *args], cwd=project, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run([KEDRO, "run", *args], cwd=project, env=env, capture_output=True, text=True, timeout=600,
+                          start_new_session=True)
 
 
 def versions(folder: Path) -> list[str]:

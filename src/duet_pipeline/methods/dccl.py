@@ -34,14 +34,13 @@ import numpy as np
 import pandas as pd
 import torch
 from pydantic import Field, field_validator
-from torch import nn
 
 from duet_pipeline.console import progress
 from duet_pipeline.evaluation.metrics import compute_metrics
 from duet_pipeline.models.metapatch import MetaPatch, bernoulli_kl, patched_logits
 from duet_pipeline.models.recommender import Recommender, load_model, model_bundle
 from duet_pipeline.parameters import Block
-from duet_pipeline.training.loop import TrainingConfig, fit, predict
+from duet_pipeline.training.loop import TrainingConfig, cross_entropy, fit, predict
 from duet_pipeline.training.models import CloudData, EpochCallback, Trained
 from duet_pipeline.training.tensors import RowsByUser, SampleTensors
 
@@ -161,7 +160,7 @@ class DistillLoss:
     weight: float
 
     def __call__(self, logits: torch.Tensor, batch: SampleTensors, rows: torch.Tensor) -> torch.Tensor:
-        data_loss = nn.functional.binary_cross_entropy_with_logits(logits, batch.label)
+        data_loss = cross_entropy(logits, batch.label)
         return data_loss + self.weight * bernoulli_kl(self.teacher[rows], logits).mean()
 
 
@@ -201,7 +200,7 @@ def theta_round(distilled: dict[str, Any], devices: dict[str, Any], train: Sampl
             users, row_of = torch.unique_consecutive(train.user[index], return_inverse=True)
             logits = patched_logits(model.head, user_vector[index], target_vector[index],
                                     patch.patches(metapatches[users]), row_of)
-            loss = nn.functional.binary_cross_entropy_with_logits(logits, train.label[index])
+            loss = cross_entropy(logits, train.label[index])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -250,7 +249,7 @@ def train_metapatches(model: Recommender, patch: MetaPatch, own: SampleTensors, 
         row_of = torch.repeat_interleave(torch.arange(len(batches)), lengths)
         mine = phi[active].requires_grad_(True)
         logits = patched_logits(model.head, user_vector[rows], target_vector[rows], patch.patches(mine), row_of)
-        losses = nn.functional.binary_cross_entropy_with_logits(logits, own.label[rows], reduction="none")
+        losses = cross_entropy(logits, own.label[rows], reduction="none")
         (grad,) = torch.autograd.grad((losses / lengths[row_of]).sum(), mine)
         # torch.optim.Adam's update, for the devices still training.
         correction1, correction2 = 1 - beta1 ** (step + 1), 1 - beta2 ** (step + 1)
@@ -276,7 +275,7 @@ def train_metapatch_alone(model: Recommender, patch: MetaPatch, own: SampleTenso
         user_vector, target_vector = model.head_inputs(own.history[step], own.target[step])
         logits = patched_logits(model.head, user_vector, target_vector, patch.patches(phi.unsqueeze(0)),
                                 torch.zeros(len(step), dtype=torch.long))
-        loss = nn.functional.binary_cross_entropy_with_logits(logits, own.label[step])
+        loss = cross_entropy(logits, own.label[step])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -19,13 +19,13 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from pydantic import Field
-from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from duet_pipeline.console import progress
 from duet_pipeline.models.recommender import Recommender, consecutive_runs, load_model
 from duet_pipeline.parameters import Block
 from duet_pipeline.training.cores import CoreShare
+from duet_pipeline.training.loop import cross_entropy
 from duet_pipeline.training.tensors import RowsByUser, SampleTensors
 
 from .common import Devices, MethodSpec, Personalization, spread_evenly
@@ -96,7 +96,7 @@ def finetune_user(model: Recommender, own_rows: SampleTensors, user: int, config
     trainable = [p for n, p in local.named_parameters() if is_trainable(n, config)]
     optimizer = torch.optim.Adam(trainable, lr=config.learning_rate, betas=ADAM_BETAS, eps=ADAM_EPS)
     for step in user_steps(torch.nonzero(own_rows.user == user).squeeze(1), user, *schedule(config)):
-        loss = nn.functional.binary_cross_entropy_with_logits(
+        loss = cross_entropy(
             local(own_rows.history[step], own_rows.target[step]), own_rows.label[step]
         )
         optimizer.zero_grad()
@@ -185,7 +185,7 @@ class BatchedFinetuner:
         return functional_call(self.model, {**trainable, **self.frozen}, (history, target), {"row_of": row_of})
 
     def _loss(self, trainable, history, row_of, target, label, weight) -> torch.Tensor:
-        losses = nn.functional.binary_cross_entropy_with_logits(
+        losses = cross_entropy(
             self._logits(trainable, history, row_of, target), label, reduction="none"
         )
         # Mean over the real rows of the batch, as the per-user loop's loss.

@@ -10,9 +10,15 @@ SAMPLES = {"train_samples": "train_samples", "validation_samples": "validation_s
 SHARED_MODEL_PARAMETERS = {"model": "params:model", "backbones": "params:backbones", "training": "params:training"}
 
 
+class NamedPartial(partial):
+    """A ``functools.partial`` that keeps its name and docstring when it crosses to a worker
+    process: multiprocessing pickles a plain partial without them (its reducer for
+    ``partial`` drops ``__dict__``), and Kedro then logs and warns about a nameless node."""
+
+
 def bound(function: Callable, **fixed: Any) -> Callable:
     """``function`` with some arguments fixed, keeping its name and docstring for kedro viz."""
-    return update_wrapper(partial(function, **fixed), function) if fixed else function
+    return update_wrapper(NamedPartial(function, **fixed), function) if fixed else function
 
 
 def backbone_inputs(backbone: str | None) -> tuple[dict[str, str], dict[str, str]]:

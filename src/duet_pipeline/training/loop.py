@@ -29,9 +29,15 @@ SHARE_CHECK_BATCHES = 32
 RowLoss = Callable[[torch.Tensor, SampleTensors, torch.Tensor], torch.Tensor]
 
 
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Binary cross-entropy of logits, computed in the logits' dtype (labels are stored as
+    float32; a float64 model, as the equivalence tests use, would otherwise get a float32 loss)."""
+    return nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), reduction=reduction)
+
+
 def label_loss(logits: torch.Tensor, batch: SampleTensors, rows: torch.Tensor) -> torch.Tensor:
     """Every cloud training's loss unless it says otherwise: mean binary cross-entropy."""
-    return nn.functional.binary_cross_entropy_with_logits(logits, batch.label.to(logits.dtype))
+    return cross_entropy(logits, batch.label)
 
 
 class DistributedParams(Block):
