@@ -1,4 +1,5 @@
-"""A method added as one module plus one YAML block runs as a one-cell grid."""
+"""One grid carries every kind of method: a toy method added as one module plus one YAML
+block, base, a dynamic-weight method, and DCCL's two cells of one training."""
 from __future__ import annotations
 
 import subprocess
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
+import pytest
 
 from conftest import REPO_ROOT, add_toy_method, make_project_copy, project_env
 from duet_pipeline.data.synthetic import generate_ratings, write_ratings
@@ -30,38 +32,47 @@ def grid_in_project_copy(tmp_path: Path, *args: str,
     return root, result
 
 
-def test_toy_method_as_a_one_cell_grid(tmp_path: Path) -> None:
-    root, result = grid_in_project_copy(tmp_path, "--backbones", "din", "--methods", "popularity", toy_method=True)
-    assert "ml-100k: 1 cells in 1 trainings" in result.stdout
+METHODS = "popularity,base,ppnet,metapatch,momodistill"
+
+
+@pytest.fixture(scope="module")
+def one_grid(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess, dict]:
+    """One grid of every kind of method the grid must carry: the toy method (one module and
+    one YAML block), base, a dynamic-weight method and DCCL's two cells of one training.
+    Its cells' MLflow runs by method."""
+    root, result = grid_in_project_copy(
+        tmp_path_factory.mktemp("grid"), "--backbones", "gru4rec", "--methods", METHODS,
+        "--params", "training.max_epochs=1,personalization.finetune.loop_devices=2,personalization.dccl.rounds=1,"
+                    "personalization.dccl.distill_max_epochs=1", toy_method=True)
     client = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("duet_grid").experiment_id])
-    assert [r.data.tags["method"] for r in runs] == ["popularity"]
-    assert 0.5 < runs[0].data.metrics["test.auc"] < 1.0  # popular items are likelier positives
-    assert runs[0].data.params["personalization.popularity.smoothing"] == "1.0"
+    experiment = client.get_experiment_by_name("duet_grid").experiment_id
+    return root, result, {r.data.tags["method"]: r for r in client.search_runs([experiment])}
+
+
+def test_every_cell_is_one_run_and_dccl_shares_one_training(one_grid) -> None:
+    root, result, runs = one_grid
+    assert "ml-100k: 5 cells in 4 trainings" in result.stdout  # metapatch and momodistill: one
+    assert set(runs) == set(METHODS.split(","))
     per_seed = pd.read_csv(root / "docs" / "results" / "ml-100k.csv")
-    assert per_seed[["method", "seed"]].values.tolist() == [["popularity", 0]]
+    assert sorted(per_seed[["method", "seed"]].values.tolist()) == sorted([m, 0] for m in METHODS.split(","))
 
 
-def test_a_dynamic_weight_method_as_a_one_cell_grid(tmp_path: Path) -> None:
-    root, _ = grid_in_project_copy(tmp_path, "--backbones", "gru4rec", "--methods", "base,ppnet",
-                                   "--params", "training.max_epochs=1,personalization.finetune.loop_devices=2")
-    client = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
-    runs = {r.data.tags["method"]: r for r in client.search_runs([client.get_experiment_by_name("duet_grid").experiment_id])}
-    assert set(runs) == {"base", "ppnet"}
+def test_toy_method_as_a_grid_cell(one_grid) -> None:
+    _, _, runs = one_grid
+    assert 0.5 < runs["popularity"].data.metrics["test.auc"] < 1.0  # popular items are likelier positives
+    assert runs["popularity"].data.params["personalization.popularity.smoothing"] == "1.0"
+
+
+def test_a_dynamic_weight_method_as_a_grid_cell(one_grid) -> None:
+    root, _, runs = one_grid
     assert runs["ppnet"].data.metrics["personalization.payload_bytes"] == 32 * 4
     assert runs["ppnet"].data.params["personalization.ppnet.gate_hidden"] == "64"
     results = (root / "docs" / "RESULTS.md").read_text()
     assert "### By user activity" in results and "ppnet - base" in results
 
 
-def test_dccl_as_one_grid_unit_with_both_of_its_cells(tmp_path: Path) -> None:
-    root, result = grid_in_project_copy(
-        tmp_path, "--backbones", "sasrec", "--methods", "metapatch,momodistill",
-        "--params", "training.max_epochs=1,personalization.dccl.rounds=1,personalization.dccl.distill_max_epochs=1")
-    assert "ml-100k: 2 cells in 1 trainings" in result.stdout
-    client = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
-    runs = {r.data.tags["method"]: r for r in client.search_runs([client.get_experiment_by_name("duet_grid").experiment_id])}
-    assert set(runs) == {"metapatch", "momodistill"}
+def test_dccl_as_one_grid_unit_with_both_of_its_cells(one_grid) -> None:
+    root, _, runs = one_grid
     assert runs["metapatch"].data.metrics["personalization.upload_bytes_per_round"] == 8 * 4
     assert "personalization.round1_auc" in runs["momodistill"].data.metrics
     results = (root / "docs" / "RESULTS.md").read_text()
