@@ -66,8 +66,12 @@ class CoreRunner(ParallelRunner):
 
     def _run(self, pipeline: Pipeline, catalog: Any, hook_manager: Any = None, run_id: str | None = None) -> None:
         workers = self._get_required_workers_count(pipeline)
-        if workers <= 1 or sys.platform != "linux" or _single_process_datasets(pipeline, catalog):
-            self._logger.info("No two nodes can run at once here: running them one after the other")
+        one_at_a_time = ("no two of its nodes are independent" if workers <= 1
+                         else "workers are forked, which needs Linux" if sys.platform != "linux"
+                         else "a dataset must stay in one process (Spark)"
+                         if _single_process_datasets(pipeline, catalog) else None)
+        if one_at_a_time:
+            self._logger.info("Running the nodes one after the other in this process: %s", one_at_a_time)
             SequentialRunner(is_async=self._is_async)._run(pipeline, catalog, hook_manager, run_id)
             return
         self._threads = thread_plan(pipeline, available_cores(), workers)

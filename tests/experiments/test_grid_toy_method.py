@@ -35,6 +35,10 @@ def grid_in_project_copy(tmp_path: Path, *args: str,
 METHODS = "popularity,base,ppnet,metapatch,momodistill"
 
 
+# One worker runs this module's tests, so its module fixture (a grid run) is built once.
+pytestmark = pytest.mark.xdist_group("grid_toy_method")
+
+
 @pytest.fixture(scope="module")
 def one_grid(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess, dict]:
     """One grid of every kind of method the grid must carry: the toy method (one module and

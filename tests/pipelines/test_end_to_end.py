@@ -9,9 +9,13 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from kedro.framework.cli.utils import _split_params
 
-from conftest import add_toy_method, kedro, latest_version
+from conftest import REPO_ROOT, add_toy_method, empty_mlflow_store, kedro, latest_version
 from duet_pipeline.models.backbones import BACKBONES
+from duet_pipeline.parameters import ParameterError
+from duet_pipeline.project import load_parameters
+from duet_pipeline.run_parameters import check_parameters
 
 TINY = "dataset=ml-100k,training.max_epochs=2,training.progress=false,personalization.finetune.progress=false"
 
@@ -79,7 +83,7 @@ def written_files(project: Path) -> list[Path]:
     return [p for p in (project / "data").rglob("*") if p.is_file() and "01_raw" not in p.parts]
 
 
-@pytest.mark.parametrize("override,named,allowed", [
+BAD_PARAMETERS = [
     ("backbone=transformer", "parameter backbone = 'transformer'", "['din', 'gru4rec', 'sasrec']"),
     ("features.max_seq_len=0", "parameter features.max_seq_len = 0", "greater than or equal to 1"),
     ("training.learning_rate=-0.001", "parameter training.learning_rate = -0.001", "greater than 0"),
@@ -89,7 +93,23 @@ def written_files(project: Path) -> list[Path]:
     ("training.learnin_rate=0.1", "unknown parameter training.learnin_rate (value 0.1)", "'learning_rate'"),
     ("training.selection_metric=precision", "parameter training.selection_metric = 'precision'", "'ndcg@10'"),
     ("backbones.sasrec.num_heads=5", "parameter backbones.sasrec", "must divide the embedding dim 32"),
-])
+]
+
+
+@pytest.mark.parametrize("override,named,allowed", BAD_PARAMETERS)
+def test_a_bad_parameter_is_refused_naming_it_and_what_is_allowed(override: str, named: str, allowed: str) -> None:
+    """The check a `kedro run` makes first (hooks.ParameterCheckHook), on the parameters as
+    `--params` resolves them (Kedro's own parsing of the option)."""
+    runtime = _split_params(None, None, f"{TINY},{override}")
+    with pytest.raises(ParameterError) as refused:
+        check_parameters(load_parameters(REPO_ROOT, runtime_params=runtime))
+    message = " ".join(str(refused.value).split())
+    assert named in message and allowed in message and "\n" not in str(refused.value).strip()
+
+
+# End to end once for a misspelt key and once for a value out of range: the mechanism (the
+# check before any stage, one line, nothing written) is the same for every parameter.
+@pytest.mark.parametrize("override,named,allowed", [BAD_PARAMETERS[5], BAD_PARAMETERS[2]])
 def test_a_bad_parameter_fails_at_the_start_naming_it_and_writes_nothing(
     tiny_ml100k: Path, override: str, named: str, allowed: str
 ) -> None:
@@ -100,7 +120,8 @@ def test_a_bad_parameter_fails_at_the_start_naming_it_and_writes_nothing(
     assert "Traceback" not in output and len((result.stdout + result.stderr).strip().splitlines()) <= 4  # one error line
     assert "Running node" not in output  # nothing ran, not even ingestion
     assert written_files(tiny_ml100k) == []
-    assert not (tiny_ml100k / "mlflow.db").exists()  # checked before kedro-mlflow sets up its store
+    # Checked before kedro-mlflow sets up its store: the project copy's empty store is untouched.
+    assert (tiny_ml100k / "mlflow.db").read_bytes() == empty_mlflow_store()
 
 
 def test_methods_parameter_selects_what_runs(tiny_ml100k: Path) -> None:

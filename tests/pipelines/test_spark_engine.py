@@ -17,7 +17,7 @@ from duet_pipeline.project import load_parameters
 from duet_pipeline.spark_session import SparkUnavailable, check_spark_available, java_executable
 
 SHIPPED = REPO_ROOT / "data" / "01_raw" / "ml-latest-small"
-TINY = "training.max_epochs=1,training.progress=false"
+TINY = "training.max_epochs=1,training.limit_train_batches=2,training.progress=false"
 
 
 def with_shipped_data(project: Path) -> Path:
