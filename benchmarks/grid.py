@@ -35,6 +35,7 @@ from duet_pipeline.experiments.runner import GridData, init_worker, run_unit_fro
 from duet_pipeline.experiments.tracking import GridTracker
 from duet_pipeline.methods import method_names
 from duet_pipeline.models.backbones import BACKBONES
+from duet_pipeline.training.cores import fixed_threads
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -147,11 +148,17 @@ def main(argv: list[str] | None = None) -> None:
         tracker, units, data, results,
         context={"command": reproduce_command(args), "machine": machine(threads=False), "date": today(),
                  "wall_seconds": None if args.report_only else wall, "jobs": args.jobs,
-                 "threads": max(1, (os.cpu_count() or 1) // args.jobs)},
+                 "threads": worker_threads(args.jobs)},
         # A report of what MLflow holds: cells of these parameters, whatever code made them.
         reuse_stale=args.reuse_stale or args.report_only,
     )
     print(f"results: {results}")
+
+
+def worker_threads(jobs: int) -> int:
+    """Each job's PyTorch threads: the count the user fixed (DUET_THREADS or OMP_NUM_THREADS,
+    as for a kedro run), else an equal share of the cores."""
+    return fixed_threads() or max(1, (os.cpu_count() or 1) // jobs)
 
 
 def run_grid(units, data: GridData, tracker: GridTracker, args: argparse.Namespace) -> None:
@@ -173,7 +180,7 @@ def run_grid(units, data: GridData, tracker: GridTracker, args: argparse.Namespa
                                                         desc=f"grid {args.dataset}") as bar:
         data_path = str(Path(folder) / "grid_data.pkl")
         save_grid_data(data, data_path)
-        threads = max(1, (os.cpu_count() or 1) // jobs)
+        threads = worker_threads(jobs)
         context = multiprocessing.get_context("spawn")
         progress = context.Queue()
         with ProcessPoolExecutor(jobs, mp_context=context, initializer=init_worker,

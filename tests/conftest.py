@@ -9,16 +9,23 @@ import sys
 import tempfile
 from pathlib import Path
 
-import mlflow
-import nbformat
-import pytest
-import torch
-from nbclient import NotebookClient
+# Under pytest-xdist every worker and the runs it starts get an equal share of the cores,
+# set before torch is imported: two workers each running two spinning OpenMP threads on two
+# cores slow each other several times over. A thread count the user set stays.
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _cores // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
 
-from duet_pipeline.data.synthetic import generate_ratings, write_ratings
-from duet_pipeline.methods.finetune import FinetuneConfig
-from duet_pipeline.project import load_parameters
-from duet_pipeline.training.loop import TrainingConfig
+import mlflow  # noqa: E402 - after the thread count above
+import nbformat  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from nbclient import NotebookClient  # noqa: E402
+
+from duet_pipeline.data.synthetic import generate_ratings, write_ratings  # noqa: E402
+from duet_pipeline.methods.finetune import FinetuneConfig  # noqa: E402
+from duet_pipeline.project import load_parameters  # noqa: E402
+from duet_pipeline.training.loop import TrainingConfig  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 KEDRO = str(Path(sys.executable).with_name("kedro"))
