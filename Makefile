@@ -20,9 +20,12 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
+# The dev extra holds everything .installed does: one pip call (a first `make test` resolves
+# and builds the project once, not twice) stamps both.
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
-	touch $@
+	touch $(VENV)/.installed $@
 
 run: $(VENV)/.installed  ## the full DUET pipeline on the shipped ml-latest-small
 	$(BIN)/kedro run --pipelines=duet

@@ -52,9 +52,6 @@ def markdown_table(text: str, section: str, heading: str) -> list[dict[str, str]
     return [dict(zip(header, row)) for row in body]
 
 
-# One worker runs this module's tests, so its module fixture (a grid run) is built once.
-pytestmark = pytest.mark.xdist_group("grid_end_to_end")
-
 
 @pytest.fixture(scope="module")
 def grid_project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:

@@ -35,9 +35,6 @@ def grid_in_project_copy(tmp_path: Path, *args: str,
 METHODS = "popularity,base,ppnet,metapatch,momodistill"
 
 
-# One worker runs this module's tests, so its module fixture (a grid run) is built once.
-pytestmark = pytest.mark.xdist_group("grid_toy_method")
-
 
 @pytest.fixture(scope="module")
 def one_grid(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess, dict]:
