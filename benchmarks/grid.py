@@ -29,7 +29,9 @@ from tqdm.auto import tqdm
 from common import REPO_ROOT, SHARED_DATA, machine, today
 
 from duet_pipeline.data.movielens import ensure_ratings_file, get_spec
-from duet_pipeline.experiments.grid import apply_overrides, plan_units
+from duet_pipeline.experiments.fingerprint import compute_fingerprints, encode, samples_hash
+from duet_pipeline.experiments.grid import apply_overrides, code_version, plan_units
+from duet_pipeline.experiments.record import Provenance, Record, cell_row
 from duet_pipeline.experiments.results import write_dataset_results
 from duet_pipeline.experiments.runner import GridData, init_worker, run_unit_from_file, save_grid_data
 from duet_pipeline.experiments.tracking import GridTracker
@@ -138,10 +140,16 @@ def main(argv: list[str] | None = None) -> None:
     if not args.report_only:
         run_data_pipelines(args.project, args.dataset, overrides)
     params, data, data_version = resolve_parameters(args.project, args.dataset, overrides)
-    units = plan_units(params, args.dataset, args.backbones.split(","), args.methods.split(","),
-                       [int(s) for s in args.seeds.split(",")], data_version)
+    backbones, methods = args.backbones.split(","), args.methods.split(",")
+    units = plan_units(params, args.dataset, backbones, methods, [int(s) for s in args.seeds.split(",")], data_version)
     if not args.report_only:
-        run_grid(units, data, tracker, args)
+        record = Record(args.project / "docs" / "results", args.dataset)
+        clock = time.perf_counter()
+        fingerprints = compute_fingerprints(params, args.dataset, backbones, methods)
+        print(f"numerics fingerprints of {len(fingerprints)} (backbone, method) pairs: "
+              f"{time.perf_counter() - clock:.0f} s", flush=True)
+        provenance = Provenance(samples_hash(data), code_version(), machine(threads=False), worker_threads(args.jobs))
+        run_grid(units, data, tracker, record, fingerprints, provenance, args)
     wall = time.perf_counter() - started
     results = args.results or args.project / "docs" / "RESULTS.md"
     write_dataset_results(
@@ -161,21 +169,27 @@ def worker_threads(jobs: int) -> int:
     return fixed_threads() or max(1, (os.cpu_count() or 1) // jobs)
 
 
-def run_grid(units, data: GridData, tracker: GridTracker, args: argparse.Namespace) -> None:
-    """Run every unit with a cell not yet in MLflow under this configuration and code
-    (with --reuse-stale: under this configuration, whatever the code)."""
-    column = "params_hash" if args.reuse_stale else "config_hash"
-    done = set() if args.force else set(tracker.runs(args.dataset).get(column, []))
-    pending = [u for u in units if not all(u.cell_hash(c, with_code=not args.reuse_stale) in done for c in u.cells)]
+def run_grid(units, data: GridData, tracker: GridTracker, record: Record, fingerprints: dict,
+             provenance: Provenance, args: argparse.Namespace) -> None:
+    """Run every unit with a cell that the record lacks or holds from other samples,
+    parameters or numerics (see experiments/fingerprint.py); record each cell as it
+    finishes, and log it to MLflow as a child of this invocation's run."""
+    hashes = {(c.backbone, c.method, c.seed): u.cell_hash(c, with_code=False) for u in units for c in u.cells}
+    stale = record.staleness(hashes, fingerprints, provenance.samples_hash)
+    current = {(r.backbone, r.method, int(r.seed)) for r, why in zip(record.cells.itertuples(), stale) if not why}
+    pending = [u for u in units if args.force or not all((c.backbone, c.method, c.seed) in current for c in u.cells)]
     cells = sum(len(u.cells) for u in units)
-    print(f"{args.dataset}: {cells} cells in {len(units)} trainings; "
-          f"{len(units) - len(pending)} trainings already in MLflow, {len(pending)} to run with {args.jobs} job(s)")
+    reasons = stale[stale != ""].value_counts()
+    print(f"{args.dataset}: {cells} cells in {len(units)} trainings; {len(units) - len(pending)} trainings current in "
+          f"{record.cells_path.name}, {len(pending)} to run with {args.jobs} job(s)"
+          + "".join(f"; {count} recorded cells stale ({why})" for why, count in reasons.items()), flush=True)
     if not pending:
         return
     jobs = max(1, min(args.jobs, len(pending)))
     failed: list[str] = []
-    tags = {"data_version": units[0].data_version, "code_version": units[0].code_version,
-            "grid_command": " ".join(sys.argv)}
+    tags = {"data_version": units[0].data_version, "code_version": provenance.code_version,
+            "samples_hash": provenance.samples_hash, "grid_command": " ".join(sys.argv)}
+    parent = tracker.start_invocation(args.dataset, tags)
     with tempfile.TemporaryDirectory() as folder, tqdm(total=sum(len(u.cells) for u in pending), unit="cell",
                                                         desc=f"grid {args.dataset}") as bar:
         data_path = str(Path(folder) / "grid_data.pkl")
@@ -200,10 +214,14 @@ def run_grid(units, data: GridData, tracker: GridTracker, args: argparse.Namespa
                         bar.write(f"{unit.label}: FAILED: {type(error).__name__}: {error}")
                         bar.update(len(unit.cells))
                         continue
+                    finished = today()
+                    record.add([cell_row(r, encode(fingerprints[(r.cell.backbone, r.cell.method)]), provenance, finished)
+                                for r in results], [r.history for r in results])
                     for result in results:
-                        tracker.log_cell(result, tags)
+                        tracker.log_cell(result, tags, parent)
                         bar.write(summary_line(result))
                         bar.update(1)
+    tracker.end_invocation(parent, "FAILED" if failed else "FINISHED")
     if failed:
         raise SystemExit(f"{len(failed)} training(s) failed (their cells are not in MLflow): {failed}")
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from duet_pipeline.evaluation.reporting import metrics_table, predictions_frame
+from duet_pipeline.evaluation.reporting import activity_table, metrics_table, predictions_frame
 from duet_pipeline.methods import Devices, get_method
 from duet_pipeline.training.loop import TrainingConfig
 from duet_pipeline.training.models import CloudData, EpochCallback, Trained, train_base
@@ -42,6 +42,26 @@ class CellResult:
     predictions: pd.DataFrame = field(repr=False)
     params_hash: str = ""  # the hash without the code version (--reuse-stale)
     wall_seconds: float = 0.0
+    activity: dict[str, float | str] = field(default_factory=dict)  # see activity_metrics
+
+
+# Per user-activity quartile, these test metrics are kept with a cell.
+ACTIVITY_METRICS = ("auc", "ndcg@10")
+
+
+def activity_metrics(predictions: pd.DataFrame, train: SampleTensors) -> dict[str, float | str]:
+    """Test metrics per quartile of the users' train positives (the groups POSO is meant
+    to help): ``q1_auc``, ``q1_ndcg@10``, ``q1_users`` and ``q1_positives`` (the range,
+    "3-17"), lightest users first."""
+    table = activity_table(predictions, train.user[train.label > 0].numpy())
+    found: dict[str, float | str] = {}
+    for row in table.to_dict("records"):
+        quartile, positives = row["activity"].split(" ")[:2]  # "Q1:", "3-17"
+        prefix = quartile.rstrip(":").lower()
+        found[f"{prefix}_positives"] = positives
+        found[f"{prefix}_users"] = float(row["users"])
+        found.update({f"{prefix}_{name}": float(row[name]) for name in ACTIVITY_METRICS})
+    return found
 
 
 def training_summary(result: Trained) -> dict[str, float]:
@@ -82,7 +102,7 @@ def run_unit(unit: Unit, data: GridData, on_epoch_end: EpochCallback | None = No
             cell=cell, config_hash=unit.cell_hash(cell), metrics={k: float(v) for k, v in metrics.items()},
             training=training_summary(model), personalization=dict(personalised.report),
             params=unit.cell_params(cell), history=model.history, predictions=predictions,
-            params_hash=unit.cell_hash(cell, with_code=False),
+            params_hash=unit.cell_hash(cell, with_code=False), activity=activity_metrics(predictions, data.train),
         ))
     wall = time.perf_counter() - started
     for result in results:

@@ -39,12 +39,23 @@ class GridTracker:
         self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment, tags=RUNS_EXPERIMENT_TAGS)
         self._predictions: dict[str, pd.DataFrame] = {}  # a report reads a run's several times
 
-    def log_cell(self, result: CellResult, tags: dict[str, str]) -> str:
-        """One finished MLflow run holding the cell's metrics, curve and predictions."""
+    def start_invocation(self, dataset: str, tags: dict[str, str]) -> str:
+        """The parent run of one grid invocation; its cells are nested under it."""
+        run = self.client.create_run(self.experiment_id, run_name=f"grid {dataset}",
+                                     tags={"dataset": dataset, "grid_invocation": "true", **tags})
+        return run.info.run_id
+
+    def end_invocation(self, run_id: str, status: str) -> None:
+        self.client.set_terminated(run_id, status)
+
+    def log_cell(self, result: CellResult, tags: dict[str, str], parent: str | None = None) -> str:
+        """One finished MLflow run holding the cell's metrics, curve and predictions,
+        nested under the invocation's run ``parent``."""
         cell = result.cell
         run_tags = {"dataset": cell.dataset, "backbone": cell.backbone, "method": cell.method,
                     "seed": str(cell.seed), "config_hash": result.config_hash,
-                    "params_hash": result.params_hash, **tags}
+                    "params_hash": result.params_hash, **tags,
+                    **({"mlflow.parentRunId": parent} if parent else {})}
         run = self.client.create_run(
             self.experiment_id, run_name=f"{cell.dataset}/{cell.backbone}/{cell.method}/seed{cell.seed}",
             tags=run_tags,
@@ -55,6 +66,8 @@ class GridTracker:
         metrics += [Metric(f"training.{k}", v, now, 0) for k, v in result.training.items()]
         metrics += [Metric(mlflow_metric_name(f"personalization.{k}"), float(v), now, 0)
                     for k, v in result.personalization.items()]
+        metrics += [Metric(mlflow_metric_name(f"test.activity.{k}"), v, now, 0)
+                    for k, v in result.activity.items() if isinstance(v, float)]
         metrics.append(Metric("wall_seconds", result.wall_seconds, now, 0))
         for column in result.history.columns.drop("epoch"):
             metrics += [Metric(f"epoch.{mlflow_metric_name(column)}", float(value), now, int(epoch))
