@@ -23,6 +23,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
@@ -149,9 +150,8 @@ def layout_sizes(samples: Path, scratch: Path) -> dict[str, int]:
     return sizes
 
 
-def stored_rows(samples: pd.DataFrame, in_order: bool) -> "np.ndarray":
+def stored_rows(samples: pd.DataFrame, in_order: bool) -> np.ndarray:
     """Every stored value of every row; rows sorted unless ``in_order``."""
-    import numpy as np
 
     from duet_pipeline.features.samples import list_matrix
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from duet_pipeline.experiments.results import write_section as replace_section
+from duet_pipeline.experiments.report import write_section as replace_section
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS_DOC = REPO_ROOT / "docs" / "benchmarks.md"

@@ -1,14 +1,17 @@
-"""The paper's comparison as one resumable grid: backbone x method x seed, one MLflow run per cell.
+"""The paper's comparison as one resumable grid: backbone x method x seed.
 
-    python benchmarks/grid.py --dataset ml-100k                 # the full grid (make benchmark)
+    python benchmarks/grid.py --dataset ml-100k                 # the record (make benchmark)
     python benchmarks/grid.py --dataset ml-100k --seeds 0 --backbones din --methods base,duet+swa
-    python benchmarks/grid.py --dataset ml-100k --report-only   # re-write docs/RESULTS.md from MLflow
+    python benchmarks/grid.py --dataset ml-100k --report-only   # re-write docs/RESULTS.md from the record
 
-Steps: `kedro run` of the data pipelines for the dataset; parameters resolved from
-conf/ exactly as `kedro run --params=dataset=...` resolves them (plus --params); then every
-unit (a training and the cells read from it) whose cells are not yet in MLflow with the
-same configuration hash runs, `--jobs` at a time; finally the dataset's section of
-docs/RESULTS.md and docs/results/<dataset>.csv are written from the MLflow runs.
+Steps: `kedro run` of the data pipelines for the dataset; parameters resolved from conf/
+exactly as `kedro run --params=dataset=...` resolves them (plus --params); the numerics
+fingerprint of every (backbone, method) (experiments/fingerprint.py); cells of the record
+(docs/results/<dataset>.csv) computed from other samples, parameters or numerics are set
+aside; every unit (a training and the cells read from it) with a cell missing from the
+record runs, `--jobs` at a time, each finished cell recorded at once and logged to MLflow
+under one parent run per invocation; finally the dataset's section of docs/RESULTS.md is
+re-written from the record.
 """
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ from duet_pipeline.data.movielens import ensure_ratings_file, get_spec
 from duet_pipeline.experiments.fingerprint import compute_fingerprints, encode, samples_hash
 from duet_pipeline.experiments.grid import apply_overrides, code_version, plan_units
 from duet_pipeline.experiments.record import Provenance, Record, cell_row
-from duet_pipeline.experiments.results import write_dataset_results
+from duet_pipeline.experiments.report import dataset_report, write_section
 from duet_pipeline.experiments.runner import GridData, init_worker, run_unit_from_file, save_grid_data
 from duet_pipeline.experiments.tracking import GridTracker
 from duet_pipeline.methods import method_names
@@ -45,18 +48,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dataset", default="ml-100k", help="ml-latest-small | ml-100k | ml-1m")
     parser.add_argument("--backbones", default=",".join(BACKBONES), help=f"comma-separated, of {sorted(BACKBONES)}")
     parser.add_argument("--methods", default=",".join(method_names()), help=f"comma-separated, of {method_names()}")
-    parser.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds")
+    parser.add_argument("--seeds", default=None,
+                        help="comma-separated training seeds (default: 0-4 on ml-100k, 0-2 elsewhere; PROTOCOL.md)")
     parser.add_argument("--params", default="", help="parameter overrides, e.g. training.max_epochs=5,personalization.duet.temperature=2")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                         help="units trained at once, each with cores/jobs threads (default: one per core)")
-    parser.add_argument("--force", action="store_true", help="re-run cells already in MLflow with the same configuration")
-    parser.add_argument("--reuse-stale", action="store_true",
-                        help="reuse cells computed with the same parameters and data by an older version of the code")
-    parser.add_argument("--report-only", action="store_true", help="only re-write the results from MLflow")
+    parser.add_argument("--force", action="store_true", help="re-run cells the record holds from the current code")
+    parser.add_argument("--report-only", action="store_true",
+                        help="only re-write the dataset's section of RESULTS.md from the record (no data, no training)")
+    parser.add_argument("--show-stale", action="store_true",
+                        help="add the cells set aside as stale to the report, in a separate, labelled table")
     parser.add_argument("--project", type=Path, default=REPO_ROOT, help="the Kedro project (default: this one)")
     parser.add_argument("--results", type=Path, default=None, help="default: <project>/docs/RESULTS.md")
     parser.add_argument("--experiment", default="duet_grid", help="MLflow experiment of the cells")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.seeds = args.seeds or ",".join(map(str, range(SEEDS.get(args.dataset, 3))))
+    return args
+
+
+# Seeds per cell of the record (PROTOCOL.md): ml-100k is small enough for five.
+SEEDS = {"ml-100k": 5}
 
 
 def resolve_parameters(project: Path, dataset: str, overrides: list[str]) -> tuple[dict, GridData, str]:
@@ -103,7 +114,7 @@ def run_data_pipelines(project: Path, dataset: str, overrides: list[str]) -> Non
 
 def reproduce_command(args: argparse.Namespace) -> str:
     """The command that computes these cells (not how this report was written)."""
-    defaults = parse_args([])
+    defaults = parse_args(["--dataset", args.dataset])
     options = [f"--{name} {getattr(args, name)}" for name in ("backbones", "methods", "seeds", "params")
                if getattr(args, name) != getattr(defaults, name)]
     grid = " ".join(["python benchmarks/grid.py", f"--dataset {args.dataset}", *options])
@@ -131,36 +142,62 @@ def summary_line(result) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # the report reads many artifacts
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.chdir(args.project)  # relative paths in conf/ (data/, sqlite:///mlflow.db) are the project's
+    folder = args.project / "docs" / "results"
+    tracker = GridTracker("sqlite:///mlflow.db", args.experiment)
+    parent = None
+    if not args.report_only:
+        parent = compute(args, folder, tracker)
+    results = args.results or args.project / "docs" / "RESULTS.md"
+    report = dataset_report(folder, results.parent, args.dataset, show_stale=args.show_stale)
+    figures = report.draw()
+    write_section(results, args.dataset, report.markdown)
+    tracker.log_report(parent or tracker.start_invocation(args.dataset, {"report_only": "true"}),
+                       report.markdown, figures)
+    print(report.markdown.split("### Test quality")[0].rstrip())
+    print(f"results: {results}")
+
+
+def compute(args: argparse.Namespace, folder: Path, tracker: GridTracker) -> str | None:
+    """Bring the record up to date; the invocation's MLflow parent run (None if nothing ran)."""
+    started = time.perf_counter()
     use_shared_data_if_present(args.dataset)
     overrides = [o for o in args.params.split(",") if o]
-    started = time.perf_counter()
-    tracker = GridTracker("sqlite:///mlflow.db", args.experiment)
-    if not args.report_only:
-        run_data_pipelines(args.project, args.dataset, overrides)
+    run_data_pipelines(args.project, args.dataset, overrides)
     params, data, data_version = resolve_parameters(args.project, args.dataset, overrides)
     backbones, methods = args.backbones.split(","), args.methods.split(",")
     units = plan_units(params, args.dataset, backbones, methods, [int(s) for s in args.seeds.split(",")], data_version)
-    if not args.report_only:
-        record = Record(args.project / "docs" / "results", args.dataset)
-        clock = time.perf_counter()
-        fingerprints = compute_fingerprints(params, args.dataset, backbones, methods)
-        print(f"numerics fingerprints of {len(fingerprints)} (backbone, method) pairs: "
-              f"{time.perf_counter() - clock:.0f} s", flush=True)
-        provenance = Provenance(samples_hash(data), code_version(), machine(threads=False), worker_threads(args.jobs))
-        run_grid(units, data, tracker, record, fingerprints, provenance, args)
-    wall = time.perf_counter() - started
-    results = args.results or args.project / "docs" / "RESULTS.md"
-    write_dataset_results(
-        tracker, units, data, results,
-        context={"command": reproduce_command(args), "machine": machine(threads=False), "date": today(),
-                 "wall_seconds": None if args.report_only else wall, "jobs": args.jobs,
-                 "threads": worker_threads(args.jobs)},
-        # A report of what MLflow holds: cells of these parameters, whatever code made them.
-        reuse_stale=args.reuse_stale or args.report_only,
-    )
-    print(f"results: {results}")
+    record = Record(folder, args.dataset)
+    # Every recorded cell is judged, not only the planned ones: a record holds one truth.
+    recorded = record.cells
+    judged = plan_units(params, args.dataset, _union(backbones, recorded.get("backbone", [])),
+                        _union(methods, [m for m in recorded.get("method", []) if m in method_names()]),
+                        _union([int(s) for s in args.seeds.split(",")], recorded.get("seed", [])), data_version)
+    clock = time.perf_counter()
+    fingerprints = compute_fingerprints(params, args.dataset, _union(backbones, recorded.get("backbone", [])),
+                                        _union(methods, [m for m in recorded.get("method", []) if m in method_names()]))
+    print(f"numerics fingerprints of {len(fingerprints)} (backbone, method) pairs: "
+          f"{time.perf_counter() - clock:.0f} s", flush=True)
+    provenance = Provenance(samples_hash(data), code_version(), machine(threads=False), worker_threads(args.jobs))
+    hashes = {(c.backbone, c.method, c.seed): u.cell_hash(c, with_code=False) for u in judged for c in u.cells}
+    reasons = record.staleness(hashes, fingerprints, provenance.samples_hash)
+    for why, count in reasons[reasons != ""].value_counts().items():
+        print(f"{count} recorded cells set aside to {record.stale_path.name}: {why}", flush=True)
+    record.set_aside(reasons)
+    parent, recorded, failed = run_grid(units, data, tracker, record, fingerprints, provenance, args)
+    if recorded:
+        record.log_invocation(time.perf_counter() - started, recorded, args.jobs, provenance,
+                              complete=not any(record.missing(u.cells) for u in units))
+    if failed:
+        tracker.end_invocation(parent, "FAILED")
+        raise SystemExit(f"{len(failed)} training(s) failed (their cells are not recorded): {failed}")
+    return parent
+
+
+def _union(first, second) -> list:
+    """``first``, then what ``second`` adds, each once, in order."""
+    return list(dict.fromkeys([*first, *(v.item() if hasattr(v, "item") else v for v in second)]))
 
 
 def worker_threads(jobs: int) -> int:
@@ -170,23 +207,19 @@ def worker_threads(jobs: int) -> int:
 
 
 def run_grid(units, data: GridData, tracker: GridTracker, record: Record, fingerprints: dict,
-             provenance: Provenance, args: argparse.Namespace) -> None:
-    """Run every unit with a cell that the record lacks or holds from other samples,
-    parameters or numerics (see experiments/fingerprint.py); record each cell as it
-    finishes, and log it to MLflow as a child of this invocation's run."""
-    hashes = {(c.backbone, c.method, c.seed): u.cell_hash(c, with_code=False) for u in units for c in u.cells}
-    stale = record.staleness(hashes, fingerprints, provenance.samples_hash)
-    current = {(r.backbone, r.method, int(r.seed)) for r, why in zip(record.cells.itertuples(), stale) if not why}
-    pending = [u for u in units if args.force or not all((c.backbone, c.method, c.seed) in current for c in u.cells)]
+             provenance: Provenance, args: argparse.Namespace) -> tuple[str | None, int, list[str]]:
+    """Run every unit with a cell the record lacks (stale cells were set aside); record
+    each cell as it finishes and log it to MLflow as a child of this invocation's run.
+    Returns that run's id, the number of cells recorded and the units that failed."""
+    pending = [u for u in units if args.force or record.missing(u.cells)]
     cells = sum(len(u.cells) for u in units)
-    reasons = stale[stale != ""].value_counts()
     print(f"{args.dataset}: {cells} cells in {len(units)} trainings; {len(units) - len(pending)} trainings current in "
-          f"{record.cells_path.name}, {len(pending)} to run with {args.jobs} job(s)"
-          + "".join(f"; {count} recorded cells stale ({why})" for why, count in reasons.items()), flush=True)
+          f"{record.cells_path.name}, {len(pending)} to run with {args.jobs} job(s)", flush=True)
     if not pending:
-        return
+        return None, 0, []
     jobs = max(1, min(args.jobs, len(pending)))
     failed: list[str] = []
+    recorded = 0
     tags = {"data_version": units[0].data_version, "code_version": provenance.code_version,
             "samples_hash": provenance.samples_hash, "grid_command": " ".join(sys.argv)}
     parent = tracker.start_invocation(args.dataset, tags)
@@ -214,16 +247,15 @@ def run_grid(units, data: GridData, tracker: GridTracker, record: Record, finger
                         bar.write(f"{unit.label}: FAILED: {type(error).__name__}: {error}")
                         bar.update(len(unit.cells))
                         continue
-                    finished = today()
-                    record.add([cell_row(r, encode(fingerprints[(r.cell.backbone, r.cell.method)]), provenance, finished)
+                    when = today()
+                    record.add([cell_row(r, encode(fingerprints[(r.cell.backbone, r.cell.method)]), provenance, when)
                                 for r in results], [r.history for r in results])
+                    recorded += len(results)
                     for result in results:
                         tracker.log_cell(result, tags, parent)
                         bar.write(summary_line(result))
                         bar.update(1)
-    tracker.end_invocation(parent, "FAILED" if failed else "FINISHED")
-    if failed:
-        raise SystemExit(f"{len(failed)} training(s) failed (their cells are not in MLflow): {failed}")
+    return parent, recorded, failed
 
 
 if __name__ == "__main__":

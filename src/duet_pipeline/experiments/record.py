@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -18,11 +19,13 @@ import pandas as pd
 from duet_pipeline.training.tracking import mlflow_metric_name
 
 from .fingerprint import same_numerics
+from .grid import Cell
 from .runner import CellResult
 
 CELL = ["backbone", "method", "seed"]
 # Why a recorded cell is not current (see :meth:`Record.staleness`).
 STALE_DATA, STALE_PARAMS, STALE_CODE = "other samples", "other parameters", "other numerics"
+STALE_METHOD = "method or backbone no longer registered"
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,8 @@ class Record:
     def __init__(self, folder: Path, dataset: str) -> None:
         self.cells_path = folder / f"{dataset}.csv"
         self.history_path = folder / f"{dataset}_history.csv"
+        self.stale_path = folder / f"{dataset}_stale.csv"
+        self.invocations_path = folder / f"{dataset}_invocations.csv"
         self.cells = pd.read_csv(self.cells_path) if self.cells_path.exists() else pd.DataFrame(columns=CELL)
         self.history = (pd.read_csv(self.history_path) if self.history_path.exists()
                         else pd.DataFrame(columns=[*CELL, "epoch"]))
@@ -72,6 +77,37 @@ class Record:
         _write(self.cells, self.cells_path)
         _write(self.history, self.history_path)
 
+    def missing(self, cells: list[Cell]) -> list[Cell]:
+        """Those of ``cells`` the record does not hold."""
+        held = {(b, m, int(s)) for b, m, s in self.cells[CELL].itertuples(index=False)}
+        return [c for c in cells if (c.backbone, c.method, c.seed) not in held]
+
+    def log_invocation(self, wall_seconds: float, cells_run: int, jobs: int, provenance: Provenance,
+                       complete: bool) -> None:
+        """Append a grid invocation to ``<dataset>_invocations.csv`` (the record's wall time)."""
+        runs = pd.read_csv(self.invocations_path) if self.invocations_path.exists() else pd.DataFrame()
+        now = datetime.now(timezone.utc)
+        row = {"ended": now.strftime("%Y-%m-%d %H:%M UTC"), "wall_seconds": round(wall_seconds, 1),
+               "cells_run": cells_run, "jobs": jobs, "threads": provenance.threads, "machine": provenance.machine,
+               "code_version": provenance.code_version, "complete": complete}
+        _write(pd.concat([runs, pd.DataFrame([row])], ignore_index=True), self.invocations_path)
+
+    def set_aside(self, reasons: pd.Series) -> int:
+        """Move the rows with a reason (see :meth:`staleness`) to ``<dataset>_stale.csv``,
+        replacing earlier stale rows of the same cells: they are never mixed into a
+        table, and stay readable for a report's --show-stale."""
+        stale = self.cells[reasons != ""].assign(stale=reasons[reasons != ""])
+        if stale.empty:
+            return 0
+        kept = pd.read_csv(self.stale_path) if self.stale_path.exists() else pd.DataFrame(columns=CELL)
+        self.cells = self.cells[reasons == ""].reset_index(drop=True)
+        keys = pd.MultiIndex.from_frame(stale[CELL].astype({"seed": int}))
+        self.history = self.history[~pd.MultiIndex.from_frame(self.history[CELL].astype({"seed": int})).isin(keys)]
+        _write(_replace(kept, stale), self.stale_path)
+        _write(self.cells, self.cells_path)
+        _write(self.history, self.history_path)
+        return len(stale)
+
     def staleness(self, params_hashes: dict[tuple, str], fingerprints: dict[tuple[str, str], list[float]],
                   samples_hash: str) -> pd.Series:
         """Per recorded row, why it is not what the current data, parameters and code
@@ -81,7 +117,9 @@ class Record:
         for row in self.cells.itertuples(index=False):
             key = (row.backbone, row.method, int(row.seed))
             fingerprint = getattr(row, "fingerprint", None)
-            if getattr(row, "samples_hash", None) != samples_hash:
+            if key not in params_hashes:
+                reasons.append(STALE_METHOD)
+            elif getattr(row, "samples_hash", None) != samples_hash:
                 reasons.append(STALE_DATA)
             elif params_hashes.get(key) != getattr(row, "params_hash", None):
                 reasons.append(STALE_PARAMS)

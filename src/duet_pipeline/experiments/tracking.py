@@ -48,6 +48,13 @@ class GridTracker:
     def end_invocation(self, run_id: str, status: str) -> None:
         self.client.set_terminated(run_id, status)
 
+    def log_report(self, run_id: str, markdown: str, figures: list[Path]) -> None:
+        """The dataset's report and figures on the invocation's run, which it then ends."""
+        self.client.log_text(run_id, markdown, "RESULTS.md")
+        for figure in figures:
+            self.client.log_artifact(run_id, str(figure), "figures")
+        self.end_invocation(run_id, "FINISHED")
+
     def log_cell(self, result: CellResult, tags: dict[str, str], parent: str | None = None) -> str:
         """One finished MLflow run holding the cell's metrics, curve and predictions,
         nested under the invocation's run ``parent``."""
