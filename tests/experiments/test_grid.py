@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from duet_pipeline.experiments.grid import apply_overrides, code_version, config_hash, plan_units
-from duet_pipeline.experiments.results import losing_cells, mean_std, per_seed_table, quality_table, recorded_runs
+from duet_pipeline.evaluation.statistics import holm
+from duet_pipeline.experiments.tables import activity_table, comparisons, losing_cells, mean_std, quality_table
 from duet_pipeline.methods import get_method, method_names
 from duet_pipeline.parameters import ParameterError
 
@@ -104,109 +105,51 @@ def test_unknown_backbone_method_or_bad_value_fails_before_planning() -> None:
         plan_units(apply_overrides(PARAMETERS, ["training.patience=0"]), "ml-100k", ["din"], ["base"], [0], "v")
 
 
-def runs_frame() -> pd.DataFrame:
+def cells_frame() -> pd.DataFrame:
+    """Record rows of one backbone: base, duet (+0.01) and duet+swa (-0.002), 3 seeds."""
     rng = np.random.default_rng(0)
     rows = []
     for seed in range(3):
         for method, offset in (("base", 0.0), ("duet", 0.01), ("duet+swa", -0.002)):
             rows.append({"backbone": "din", "method": method, "seed": seed,
-                         "test.auc": 0.88 + offset + rng.normal(0, 0.001), "test.uauc": 0.85,
-                         "test.ndcg_at_10": 0.3, "test.hr_at_10": 0.6, "test.logloss": 0.2})
+                         "auc": 0.88 + offset + rng.normal(0, 0.001), "uauc": 0.85,
+                         "ndcg@10": 0.3, "hr@10": 0.6, "logloss": 0.2})
     return pd.DataFrame(rows)
 
 
-def test_quality_table_mean_std_paired_gain_and_references() -> None:
-    runs = runs_frame()
-    table = quality_table(runs, "ml-100k").set_index("method")
-    duet = runs[runs["method"] == "duet"]["test.auc"]
+def test_quality_table_mean_std_paired_interval_verdict_and_references() -> None:
+    cells = cells_frame()
+    table = quality_table(cells, "ml-100k").set_index("method")
+    duet = cells[cells["method"] == "duet"]["auc"]
     assert table.loc["duet", "auc"] == f"{duet.mean():.4f} ± {duet.std(ddof=1):.4f}"
-    gain = duet.to_numpy() - runs[runs["method"] == "base"]["test.auc"].to_numpy()
-    assert table.loc["duet", "AUC - base (paired)"] == f"{gain.mean():+.4f}"
+    gain = duet.to_numpy() - cells[cells["method"] == "base"]["auc"].to_numpy()
+    assert table.loc["duet", "AUC − base [95% CI]"].startswith(f"{gain.mean():+.4f} [")
+    assert table.loc["duet", "vs base"] == "better"  # +0.01 against a 0.001 spread
+    assert table.loc["base", "AUC − base [95% CI]"] == "" and table.loc["base", "vs duet+swa"] == "not separable at n=3"
     assert table.loc["base", "reproduction AUC"] == "0.8845" and table.loc["duet+swa", "paper AUC"] == "0.8581"
     assert table.loc["duet", "seeds"] == 3
     assert mean_std(pd.Series([0.5])) == "0.5000"
 
 
+def test_comparisons_pair_by_seed_and_correct_over_a_backbones_methods() -> None:
+    cells = cells_frame()
+    cells = cells[~((cells["method"] == "duet") & (cells["seed"] == 2))]  # duet lacks seed 2
+    table = comparisons(cells, "base").set_index("method")
+    assert table.loc["duet", "difference"].seeds == 2
+    raw = [table.loc[m, "difference"].p_value for m in table.index]
+    assert table["adjusted_p"].tolist() == holm(raw)
+
+
 def test_losing_cells_are_the_duet_variants_below_base() -> None:
-    assert losing_cells(runs_frame()) == [("din", "duet+swa")]
+    assert losing_cells(cells_frame()) == [("din", "duet+swa")]
 
 
-def test_user_groups_count_train_positives_and_test_window_length() -> None:
-    import torch
-
-    from duet_pipeline.experiments.results import user_groups
-    from duet_pipeline.experiments.runner import GridData
-    from duet_pipeline.training.tensors import SampleTensors
-
-    # Users 1..4 with 1, 2, 3, 8 train positives (each positive followed by a negative).
-    positives = {1: 1, 2: 2, 3: 3, 4: 8}
-    users = torch.tensor([u for u, n in positives.items() for _ in range(2 * n)])
-    labels = torch.tensor([1.0, 0.0] * sum(positives.values()))
-    train = SampleTensors(users, torch.ones(len(users), 4, dtype=torch.long), torch.ones(len(users), dtype=torch.long), labels)
-    # Test windows: user u's history has u real items (left-padded with 0).
-    history = torch.tensor([[0] * (4 - u) + [5] * u for u in (1, 2, 3, 4) for _ in range(3)])
-    test_users = torch.tensor([u for u in (1, 2, 3, 4) for _ in range(3)])
-    test = SampleTensors(test_users, history, torch.ones(12, dtype=torch.long), torch.tensor([1.0, 0.0, 0.0] * 4))
-    groups = user_groups(GridData(train, train, test, 10), bins=2).set_index("user_id")
-    assert groups["train_positives"].to_dict() == positives
-    assert groups["history_length"].to_dict() == {1: 1, 2: 2, 3: 3, 4: 4}
-    assert groups.loc[1, "activity"] == groups.loc[2, "activity"] != groups.loc[4, "activity"]
-
-
-def test_paired_user_differences_match_a_direct_computation() -> None:
-    from sklearn.metrics import roc_auc_score
-
-    from duet_pipeline.experiments.results import paired_user_differences
-
-    rng = np.random.default_rng(1)
-    users = np.repeat(np.arange(50), 10)
-    labels = np.tile([1] + [0] * 9, 50)
-    base_scores = rng.normal(size=500) + labels
-    duet_scores = base_scores + rng.normal(scale=0.5, size=500)
-    frames = {name: pd.DataFrame({"user_id": users, "label": labels, "score": s})
-              for name, s in (("b", base_scores), ("d", duet_scores))}
-
-    class FakeTracker:
-        def predictions(self, run_id: str) -> pd.DataFrame:
-            return frames[run_id]
-
-    runs = pd.DataFrame({"backbone": ["din", "din"], "method": ["base", "duet"], "seed": [0, 0], "run_id": ["b", "d"]})
-    row = paired_user_differences(FakeTracker(), runs, [("din", "duet")]).iloc[0]
-    per_user = np.array([roc_auc_score(labels[users == u], duet_scores[users == u])
-                         - roc_auc_score(labels[users == u], base_scores[users == u]) for u in range(50)])
-    assert row["UAUC - base"] == f"{per_user.mean():+.4f}"
-    half = 1.96 * per_user.std(ddof=1) / np.sqrt(50)
-    assert row["95% interval"] == f"[{per_user.mean() - half:+.4f}, {per_user.mean() + half:+.4f}]"
-    assert row["users helped / hurt"] == f"{(per_user > 0).mean():.0%} / {(per_user < 0).mean():.0%}"
-
-
-def test_group_differences_are_paired_by_seed() -> None:
-    from duet_pipeline.experiments.results import relative_to_base
-
+def test_activity_table_pairs_each_quartile_by_seed() -> None:
     # base has seeds 0-2, duet only seed 0: the difference must use base's seed 0 alone.
-    table = pd.DataFrame([
-        {"activity": "Q1", "method": "base", "seed": 0, "users": 5, "auc": 0.80},
-        {"activity": "Q1", "method": "base", "seed": 1, "users": 5, "auc": 0.90},
-        {"activity": "Q1", "method": "base", "seed": 2, "users": 5, "auc": 0.94},
-        {"activity": "Q1", "method": "duet", "seed": 0, "users": 5, "auc": 0.81},
-    ])
-    row = relative_to_base(table, "activity", "auc").iloc[0]
-    assert row["duet - base"] == "+0.0100"
-    assert row["base auc"] == "0.8800" and row["users"] == 5
-
-
-def test_the_per_seed_record_keeps_the_cells_a_run_did_not_redo(tmp_path):
-    """A fresh machine has no MLflow store: a grid over some cells must keep the record's others."""
-    def cell(method, seed, auc):
-        return {"backbone": "din", "method": method, "seed": seed, "test.auc": auc, "config_hash": f"{method}{seed}",
-                "run_id": f"r-{method}{seed}"}
-    record = pd.DataFrame([cell("base", 0, 0.80), cell("duet", 0, 0.81), cell("duet", 1, 0.82),
-                           cell("no-longer-registered", 0, 0.5)])
-    path = tmp_path / "ml-100k.csv"
-    per_seed_table(record).to_csv(path, index=False)
-    tracked = pd.DataFrame([cell("base", 0, 0.79)])
-    kept = recorded_runs(path, tracked)
-    assert kept[["method", "seed"]].values.tolist() == [["duet", 0], ["duet", 1]]
-    assert kept["test.auc"].tolist() == [0.81, 0.82] and kept["recorded"].all()
-    assert recorded_runs(tmp_path / "absent.csv", tracked).empty
-    assert len(recorded_runs(path, pd.DataFrame())) == 3
+    rows = [{"backbone": "din", "method": "base", "seed": s, "activity_q1_auc": a, "activity_q1_users": 5.0,
+             "activity_q1_positives": "3-17"} for s, a in ((0, 0.80), (1, 0.90), (2, 0.94))]
+    rows.append({"backbone": "din", "method": "duet", "seed": 0, "activity_q1_auc": 0.81, "activity_q1_users": 5.0,
+                 "activity_q1_positives": "3-17"})
+    row = activity_table(pd.DataFrame(rows), "din").iloc[0]
+    assert row["duet − base"] == "+0.0100"
+    assert row["base auc"] == "0.8800" and row["users (train positives)"] == "Q1: 5 (3-17)"

@@ -65,10 +65,15 @@ def grid_project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subpro
 
 def test_every_cell_is_a_tagged_mlflow_run_and_results_are_written(grid_project) -> None:
     root, first = grid_project
-    assert "ml-1m: 8 cells in 6 trainings; 0 trainings already in MLflow, 6 to run" in first.stdout
+    assert "ml-1m: 8 cells in 6 trainings; 0 trainings current in ml-1m.csv, 6 to run" in first.stdout
     client = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("duet_grid")
-    runs = client.search_runs([experiment.experiment_id])
+    everything = client.search_runs([experiment.experiment_id])
+    parents = [r for r in everything if r.data.tags.get("grid_invocation") == "true"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    runs = [r for r in everything if r not in parents]
+    assert all(r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for r in runs)  # nested cells
+    assert "RESULTS.md" in {a.path for a in client.list_artifacts(parents[0].info.run_id)}
     cells = {(r.data.tags["dataset"], r.data.tags["backbone"], r.data.tags["method"], r.data.tags["seed"]) for r in runs}
     assert cells == {("ml-1m", "din", m, s) for m in METHODS.split(",") for s in ("0", "1")}
     for run in runs:
@@ -78,8 +83,10 @@ def test_every_cell_is_a_tagged_mlflow_run_and_results_are_written(grid_project)
         assert len(client.get_metric_history(run.info.run_id, "epoch.val_auc")) >= 1
     per_seed = pd.read_csv(root / "docs" / "results" / "ml-1m.csv")
     assert len(per_seed) == 8 and set(per_seed["seed"]) == {0, 1}
+    assert per_seed["fingerprint"].notna().all() and per_seed["samples_hash"].nunique() == 1
     results = (root / "docs" / "RESULTS.md").read_text()
-    assert "## ml-1m" in results and "cells finished: 8 of 8 planned" in results
+    assert "## ml-1m" in results and "- cells: 8: 4 methods × 1 backbones, 2 seeds each" in results
+    assert (root / "docs" / "results" / "ml-1m_din_frontier.png").is_file()
     quality = markdown_table(results, "## ml-1m", "### Test quality")
     din = [row for row in quality if row["backbone"] == "din"]
     assert sorted(row["method"] for row in din) == sorted(METHODS.split(",")), quality  # one row each
@@ -90,10 +97,11 @@ def test_every_cell_is_a_tagged_mlflow_run_and_results_are_written(grid_project)
 def test_a_second_run_skips_finished_cells(grid_project) -> None:
     root, _ = grid_project
     again = run_grid(root)
-    assert "6 trainings already in MLflow, 0 to run" in again.stdout
+    assert "6 trainings current in ml-1m.csv, 0 to run" in again.stdout
     client = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("duet_grid")
-    assert len(client.search_runs([experiment.experiment_id])) == 8
+    cells = [r for r in client.search_runs([experiment.experiment_id]) if "mlflow.parentRunId" in r.data.tags]
+    assert len(cells) == 8
 
 
 def test_notebook_reads_the_runs_back(grid_project, monkeypatch: pytest.MonkeyPatch) -> None:
