@@ -41,7 +41,8 @@ viz: $(VENV)/.installed  ## the pipeline DAG at http://127.0.0.1:4141 (a static 
 notebook: $(VENV)/.installed-dev  ## notebooks/compare_runs.ipynb in Jupyter at http://127.0.0.1:8888
 	$(BIN)/jupyter lab notebooks/compare_runs.ipynb --ip 127.0.0.1 --port 8888
 
-mlflow-ui: $(VENV)/.installed  ## browse and compare runs at http://127.0.0.1:5000
+mlflow-ui: $(VENV)/.installed  ## browse and compare runs at http://127.0.0.1:5000 (prints each experiment's runs table)
+	@$(BIN)/python -m duet_pipeline.mlflow_links sqlite:///mlflow.db http://127.0.0.1:5000
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
 
 serve: $(VENV)/.installed  ## the latest registered head generator on 127.0.0.1:5055 (after `kedro run --pipelines=serving`)

@@ -7,8 +7,8 @@ from typing import Any
 
 import pandas as pd
 
-from duet_pipeline.evaluation.reporting import activity_table, metrics_table, predictions_frame
-from duet_pipeline.methods import Devices, get_method
+from duet_pipeline.evaluation.reporting import activity_table, metrics_table
+from duet_pipeline.methods import get_method
 from duet_pipeline.training.loop import TrainingConfig
 from duet_pipeline.training.models import CloudData, EpochCallback, Trained, train_base
 from duet_pipeline.training.tensors import SampleTensors, to_tensors
@@ -85,22 +85,18 @@ def run_unit(unit: Unit, data: GridData, on_epoch_end: EpochCallback | None = No
     methods = [get_method(cell.method) for cell in unit.cells]
     options = {m.name: m.parse_options(params["personalization"].get(m.spec.block)) for m in methods}
     trainer = methods[0]
-    if trainer.spec.cloud_model == "base":
-        model = train_base(cloud, on_epoch_end)
-    else:
-        # A base model the method starts from is trained inside the unit, so units stay
-        # independent and can run in any order.
-        base = train_base(cloud).bundle if trainer.needs_base_model(options[trainer.name]) else None
-        model = trainer.train(cloud, options[trainer.name], base, on_epoch_end)
+    # A base model the method starts from is trained inside the unit, so units stay
+    # independent and can run in any order.
+    starts_from_base = trainer.spec.cloud_model != "base" and trainer.needs_base_model(options[trainer.name])
+    base = train_base(cloud).bundle if starts_from_base else None
+    model = trainer.train_cloud_model(cloud, options[trainer.name], base, on_epoch_end)
     results = []
     for cell, method in zip(unit.cells, methods):
-        devices = Devices(candidates=data.test, own_rows=data.train if method.spec.reads_own_rows else None)
-        personalised = method.personalize(model.bundle, devices, options[method.name])
-        predictions = predictions_frame(data.test, personalised.scores, cell.method)
+        predictions, report = method.predictions(model.bundle, data.test, data.train, options[method.name])
         metrics = metrics_table(predictions).drop(columns=["method", "users"]).iloc[0].to_dict()
         results.append(CellResult(
             cell=cell, config_hash=unit.cell_hash(cell), metrics={k: float(v) for k, v in metrics.items()},
-            training=training_summary(model), personalization=dict(personalised.report),
+            training=training_summary(model), personalization=report,
             params=unit.cell_params(cell), history=model.history, predictions=predictions,
             params_hash=unit.cell_hash(cell, with_code=False), activity=activity_metrics(predictions, data.train),
         ))

@@ -22,7 +22,12 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+import pandas as pd
+
+from duet_pipeline.evaluation.reporting import predictions_frame
 from duet_pipeline.parameters import Block, ParameterError, parse_block
+from duet_pipeline.training.models import EpochCallback, train_base
+from duet_pipeline.training.tensors import SampleTensors
 
 from .common import CloudData, Devices, MethodSpec, Personalization, Trained
 
@@ -77,6 +82,25 @@ class Method:
 
     def personalize(self, bundle: dict[str, Any], devices: Devices, options: Block | None) -> Personalization:
         return self.module.personalize(bundle, devices, options, self.variant)
+
+    # The two steps of a cell, shared by the Kedro stages and the grid so a fix lands once.
+
+    def train_cloud_model(self, data: CloudData, options: Block | None, base_bundle: dict[str, Any] | None = None,
+                          on_epoch_end: EpochCallback | None = None) -> Trained:
+        """The cloud model this method's cells read: the shared base model, or its own
+        recipe's (``base_bundle``: the base model, where the recipe starts from it)."""
+        if self.spec.cloud_model == "base":
+            return train_base(data, on_epoch_end)
+        return self.train(data, options, base_bundle, on_epoch_end)
+
+    def predictions(self, bundle: dict[str, Any], candidates: SampleTensors, own_rows: SampleTensors | None,
+                    options: Block | None) -> tuple[pd.DataFrame, dict[str, float]]:
+        """Every device personalised and its candidates scored, in the ``predictions``
+        layout, with the method's per-device cost report; ``own_rows`` are read only by a
+        method that trains on the device."""
+        devices = Devices(candidates=candidates, own_rows=own_rows if self.spec.reads_own_rows else None)
+        result = self.personalize(bundle, devices, options)
+        return predictions_frame(candidates, result.scores, self.name), dict(result.report)
 
     def reference_auc(self, source: str, dataset: str, backbone: str) -> float | None:
         """The published test AUC ('paper' or 'reproduction') of this cell, if any."""

@@ -19,5 +19,5 @@ def train_method_model(
     """Train ``method``'s cloud model; ``base_model`` only where the method starts from it."""
     chosen = get_method(method)
     data = cloud_data(train_samples, validation_samples, item_index, backbone, model, backbones, training)
-    result = chosen.train(data, chosen.parse_options(options), base_model)
+    result = chosen.train_cloud_model(data, chosen.parse_options(options), base_model)
     return result.bundle, result.history, metric_history(result.history)

@@ -6,8 +6,7 @@ from typing import Any
 
 import pandas as pd
 
-from duet_pipeline.evaluation.reporting import predictions_frame
-from duet_pipeline.methods import Devices, get_method
+from duet_pipeline.methods import get_method
 from duet_pipeline.training.tensors import to_tensors
 
 logger = logging.getLogger(__name__)
@@ -21,8 +20,8 @@ def personalize_devices(
     (the devices' own rows) only for methods that train on the device."""
     chosen = get_method(method)
     own_rows = None if train_samples is None else to_tensors(train_samples)
-    devices = Devices(candidates=to_tensors(test_samples), own_rows=own_rows)
-    result = chosen.personalize(model_bundle, devices, chosen.parse_options(options))
-    if result.report:
-        logger.info("%s: %s", method, ", ".join(f"{k}={v:.4g}" for k, v in result.report.items()))
-    return predictions_frame(devices.candidates, result.scores, method), {"method": method, **result.report}
+    predictions, report = chosen.predictions(model_bundle, to_tensors(test_samples), own_rows,
+                                             chosen.parse_options(options))
+    if report:
+        logger.info("%s: %s", method, ", ".join(f"{k}={v:.4g}" for k, v in report.items()))
+    return predictions, {"method": method, **report}
