@@ -47,7 +47,8 @@ def one_grid(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess
                     "personalization.dccl.distill_max_epochs=1", toy_method=True)
     client = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("duet_grid").experiment_id
-    return root, result, {r.data.tags["method"]: r for r in client.search_runs([experiment])}
+    cells = [r for r in client.search_runs([experiment]) if "mlflow.parentRunId" in r.data.tags]
+    return root, result, {r.data.tags["method"]: r for r in cells}
 
 
 def test_every_cell_is_one_run_and_dccl_shares_one_training(one_grid) -> None:
@@ -69,7 +70,7 @@ def test_a_dynamic_weight_method_as_a_grid_cell(one_grid) -> None:
     assert runs["ppnet"].data.metrics["personalization.payload_bytes"] == 32 * 4
     assert runs["ppnet"].data.params["personalization.ppnet.gate_hidden"] == "64"
     results = (root / "docs" / "RESULTS.md").read_text()
-    assert "### By user activity" in results and "ppnet - base" in results
+    assert "### By user activity" in results and "ppnet − base" in results
 
 
 def test_dccl_as_one_grid_unit_with_both_of_its_cells(one_grid) -> None:

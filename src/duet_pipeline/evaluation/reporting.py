@@ -1,8 +1,6 @@
 """Predictions -> metrics tables and plots."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import matplotlib
 
 matplotlib.use("Agg")  # headless: pipelines and CI have no display
@@ -11,21 +9,6 @@ import numpy as np
 import pandas as pd
 
 from .metrics import compute_metrics, headline_metrics, metric_names
-
-if TYPE_CHECKING:
-    from duet_pipeline.training.tensors import SampleTensors
-
-def predictions_frame(rows: SampleTensors, scores: np.ndarray, method: str) -> pd.DataFrame:
-    """Scored model rows (expanded samples) in the ``predictions`` layout."""
-    return pd.DataFrame(
-        {
-            "user_id": rows.user.numpy().astype(np.int64),
-            "target_item": rows.target.numpy().astype(np.int64),
-            "label": rows.label.numpy().astype(np.int8),
-            "score": np.asarray(scores, dtype=np.float32),
-            "method": method,
-        }
-    )
 
 
 def metrics_table(predictions: pd.DataFrame) -> pd.DataFrame:

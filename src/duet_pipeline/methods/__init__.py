@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from duet_pipeline.evaluation.reporting import predictions_frame
+from duet_pipeline.evaluation.predictions import predictions_frame
 from duet_pipeline.parameters import Block, ParameterError, parse_block
 from duet_pipeline.training.models import EpochCallback, train_base
 from duet_pipeline.training.tensors import SampleTensors
