@@ -166,17 +166,18 @@ def compute(args: argparse.Namespace, folder: Path, tracker: GridTracker) -> str
     overrides = [o for o in args.params.split(",") if o]
     run_data_pipelines(args.project, args.dataset, overrides)
     params, data, data_version = resolve_parameters(args.project, args.dataset, overrides)
-    backbones, methods = args.backbones.split(","), args.methods.split(",")
-    units = plan_units(params, args.dataset, backbones, methods, [int(s) for s in args.seeds.split(",")], data_version)
+    backbones, methods, seeds = args.backbones.split(","), args.methods.split(","), [int(s) for s in args.seeds.split(",")]
+    units = plan_units(params, args.dataset, backbones, methods, seeds, data_version)
     record = Record(folder, args.dataset)
     # Every recorded cell is judged, not only the planned ones: a record holds one truth.
-    recorded = record.cells
-    judged = plan_units(params, args.dataset, _union(backbones, recorded.get("backbone", [])),
-                        _union(methods, [m for m in recorded.get("method", []) if m in method_names()]),
-                        _union([int(s) for s in args.seeds.split(",")], recorded.get("seed", [])), data_version)
+    # (A cell of a backbone or method no longer registered has no plan: it is set aside.)
+    held = record.cells
+    judged_backbones = _union(backbones, [b for b in held["backbone"].tolist() if b in BACKBONES])
+    judged_methods = _union(methods, [m for m in held["method"].tolist() if m in method_names()])
+    judged = plan_units(params, args.dataset, judged_backbones, judged_methods,
+                        _union(seeds, held["seed"].astype(int).tolist()), data_version)
     clock = time.perf_counter()
-    fingerprints = compute_fingerprints(params, args.dataset, _union(backbones, recorded.get("backbone", [])),
-                                        _union(methods, [m for m in recorded.get("method", []) if m in method_names()]))
+    fingerprints = compute_fingerprints(params, args.dataset, judged_backbones, judged_methods)
     print(f"numerics fingerprints of {len(fingerprints)} (backbone, method) pairs: "
           f"{time.perf_counter() - clock:.0f} s", flush=True)
     provenance = Provenance(samples_hash(data), code_version(), machine(threads=False), worker_threads(args.jobs))
@@ -185,9 +186,9 @@ def compute(args: argparse.Namespace, folder: Path, tracker: GridTracker) -> str
     for why, count in reasons[reasons != ""].value_counts().items():
         print(f"{count} recorded cells set aside to {record.stale_path.name}: {why}", flush=True)
     record.set_aside(reasons)
-    parent, recorded, failed = run_grid(units, data, tracker, record, fingerprints, provenance, args)
-    if recorded:
-        record.log_invocation(time.perf_counter() - started, recorded, args.jobs, provenance,
+    parent, cells_run, failed = run_grid(units, data, tracker, record, fingerprints, provenance, args)
+    if cells_run:
+        record.log_invocation(time.perf_counter() - started, cells_run, args.jobs, provenance,
                               complete=not any(record.missing(u.cells) for u in units))
     if failed:
         tracker.end_invocation(parent, "FAILED")
@@ -197,7 +198,7 @@ def compute(args: argparse.Namespace, folder: Path, tracker: GridTracker) -> str
 
 def _union(first, second) -> list:
     """``first``, then what ``second`` adds, each once, in order."""
-    return list(dict.fromkeys([*first, *(v.item() if hasattr(v, "item") else v for v in second)]))
+    return list(dict.fromkeys([*first, *second]))
 
 
 def worker_threads(jobs: int) -> int:

@@ -78,7 +78,8 @@ class Unit:
 
     def cell_hash(self, cell: Cell, with_code: bool = True) -> str:
         """Identifies a cell's result: cell, data, parameters and (unless ``with_code`` is
-        False, for --reuse-stale) the code version."""
+        False: the record's parameters hash, beside which the numerics fingerprint stands
+        for the code) the code version."""
         key = {"cell": [cell.dataset, cell.backbone, cell.method, cell.seed],
                "data_version": self.data_version, "params": self.cell_params(cell)}
         return config_hash({**key, "code_version": self.code_version} if with_code else key)

@@ -32,11 +32,10 @@ def pareto_optimal(costs: np.ndarray, gains: np.ndarray) -> np.ndarray:
     return ~dominated.any(axis=1)
 
 
-def frontier_points(cells: pd.DataFrame, backbone: str, column: str) -> pd.DataFrame:
-    """Per method of ``backbone`` with this cost: median cost over seeds, AUC gain over
-    base (paired mean) with its interval, and whether it is Pareto-optimal."""
-    part = cells[cells["backbone"] == backbone]
-    gains = comparisons(part, BASE).set_index("method")
+def frontier_points(part: pd.DataFrame, gains: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Per method of one backbone's cells ``part`` with this cost: median cost over seeds,
+    AUC gain over base (from ``gains``, its comparisons with base, by method) with its
+    interval, and whether it is Pareto-optimal."""
     rows = []
     for method, group in in_order(part).groupby("method", sort=False):
         cost = group[column].median() if column in group else np.nan
@@ -57,16 +56,18 @@ def frontier(cells: pd.DataFrame, backbone: str, dataset: str, path: Path) -> No
     (with its 95% interval over seeds) against the cost; Pareto-optimal methods filled
     and named, the others hollow."""
     figure, axes = plt.subplots(1, len(FRONTIER_COSTS), figsize=(5.2 * len(FRONTIER_COSTS), 4.4), sharey=True)
+    part = cells[cells["backbone"] == backbone]
+    gains = comparisons(part, BASE).set_index("method")
     for axis, (column, label) in zip(axes, FRONTIER_COSTS.items()):
-        points = frontier_points(cells, backbone, column)
+        points = frontier_points(part, gains, column)
         positive = points["cost"][points["cost"] > 0]
         floor = positive.min() / 10 if len(positive) else 1.0
         x = points["cost"].where(points["cost"] > 0, floor)
-        for optimal, marker in ((True, "o"), (False, "o")):
+        for optimal in (True, False):
             chosen = points["optimal"] == optimal
             axis.errorbar(x[chosen], points["gain"][chosen],
                           yerr=[points["gain"][chosen] - points["low"][chosen], points["high"][chosen] - points["gain"][chosen]],
-                          fmt=marker, color="#C44E52" if optimal else "#4C72B0", mfc=None if optimal else "white",
+                          fmt="o", color="#C44E52" if optimal else "#4C72B0", mfc=None if optimal else "white",
                           capsize=3, label="Pareto-optimal" if optimal else "dominated")
         for row, at in zip(points.itertuples(), x):
             axis.annotate(row.method, (at, row.gain), textcoords="offset points", xytext=(4, 4),

@@ -40,7 +40,7 @@ class CellResult:
     params: dict[str, Any] = field(repr=False)
     history: pd.DataFrame = field(repr=False)  # per-epoch training/validation curve
     predictions: pd.DataFrame = field(repr=False)
-    params_hash: str = ""  # the hash without the code version (--reuse-stale)
+    params_hash: str = ""  # the hash without the code version (the record's parameters hash)
     wall_seconds: float = 0.0
     activity: dict[str, float | str] = field(default_factory=dict)  # see activity_metrics
 

@@ -1,4 +1,4 @@
-"""Grid cells as MLflow runs: one run per cell, tagged, and found again by its hash."""
+"""Grid invocations and their cells as MLflow runs: one parent run per invocation, one nested run per cell."""
 from __future__ import annotations
 
 import tempfile
@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
@@ -31,13 +30,13 @@ def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
 
 
 class GridTracker:
-    """Reads and writes the grid's runs in one MLflow experiment."""
+    """Writes the grid's runs in one MLflow experiment (the record, not MLflow, says
+    which cells are done)."""
 
     def __init__(self, tracking_uri: str, experiment: str) -> None:
         self.client = MlflowClient(tracking_uri)
         found = self.client.get_experiment_by_name(experiment)
         self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment, tags=RUNS_EXPERIMENT_TAGS)
-        self._predictions: dict[str, pd.DataFrame] = {}  # a report reads a run's several times
 
     def start_invocation(self, dataset: str, tags: dict[str, str]) -> str:
         """The parent run of one grid invocation; its cells are nested under it."""
@@ -88,41 +87,3 @@ class GridTracker:
             self.client.log_artifacts(run_id, folder)
         self.client.set_terminated(run_id, "FINISHED")
         return run_id
-
-    def runs(self, dataset: str) -> pd.DataFrame:
-        """Every finished cell run of ``dataset``: tags, test/training/personalisation metrics.
-
-        Where a cell was re-run (``--force``) with the same hash, only the latest run is kept.
-        """
-        found = self.client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.dataset = '{dataset}' and attributes.status = 'FINISHED'",
-            max_results=50000,
-        )
-        rows = []
-        for run in found:
-            tags = run.data.tags
-            if "config_hash" not in tags:
-                continue
-            rows.append({
-                "run_id": run.info.run_id, "start_time": run.info.start_time,
-                **{k: tags[k] for k in ("dataset", "backbone", "method", "config_hash")},
-                "params_hash": tags.get("params_hash", ""),
-                "seed": int(tags["seed"]), **run.data.metrics,
-            })
-        frame = pd.DataFrame(rows)
-        if frame.empty:
-            return frame
-        return frame.sort_values("start_time").drop_duplicates("config_hash", keep="last").reset_index(drop=True)
-
-    def predictions(self, run_id: str) -> pd.DataFrame:
-        if run_id not in self._predictions:
-            with tempfile.TemporaryDirectory() as folder:
-                path = self.client.download_artifacts(run_id, "predictions.parquet", folder)
-                self._predictions[run_id] = pd.read_parquet(path)
-        return self._predictions[run_id]
-
-    def training_history(self, run_id: str) -> pd.DataFrame:
-        with tempfile.TemporaryDirectory() as folder:
-            path = self.client.download_artifacts(run_id, "training_history.csv", folder)
-            return pd.read_csv(path)
