@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export KEDRO_DISABLE_TELEMETRY := true
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test viz notebook mlflow-ui serve simulate-devices benchmark benchmark-kedro-run benchmark-data benchmark-training benchmark-duet benchmark-step benchmark-speed benchmark-scale clean-outputs
+.PHONY: run test viz notebook mlflow-ui serve simulate-devices benchmark benchmark-kedro-run benchmark-data benchmark-ingestion benchmark-training benchmark-duet benchmark-step benchmark-speed benchmark-scale clean-outputs
 
 DATASET ?= ml-100k
 GRID_ARGS ?=
@@ -59,6 +59,9 @@ benchmark-kedro-run: $(VENV)/.installed  ## wall time of `kedro run --pipelines=
 
 benchmark-data: $(VENV)/.installed  ## ingestion + features speed (ml-100k, generated ml-1m size)
 	$(BIN)/python benchmarks/bench_data_pipeline.py
+
+benchmark-ingestion: $(VENV)/.installed  ## ingestion of 1M events in each declared layout (MovieLens, Amazon CSV/JSONL, clickstream, parquet)
+	$(BIN)/python benchmarks/bench_ingestion.py
 
 benchmark-training: $(VENV)/.installed  ## base-model quality and speed per backbone on ml-100k
 	$(BIN)/python benchmarks/bench_umn_training.py

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from common import data_dir, machine, project_copy, timed_kedro_run, today, write_section
 
-from duet_pipeline.data.movielens import build_item_index, read_ratings
+from duet_pipeline.data.events import read_interactions
+from duet_pipeline.features.samples import build_item_index
 from duet_pipeline.data.synthetic import generate_ratings, write_ratings
 from duet_pipeline.features.samples import FeatureParams, make_samples
 from duet_pipeline.project import load_parameters
@@ -27,7 +28,7 @@ FEATURES = FeatureParams.from_params(load_parameters()["features"]).sample_optio
 
 def library_seconds(ratings_path: Path, dataset: str) -> tuple[float, dict[str, int]]:
     started = time.perf_counter()
-    interactions = read_ratings(ratings_path, dataset)
+    interactions = read_interactions(ratings_path, dataset, load_parameters()["datasets"])
     samples = make_samples(interactions, build_item_index(interactions), **FEATURES)
     return time.perf_counter() - started, {split: len(frame) for split, frame in samples.items()}
 

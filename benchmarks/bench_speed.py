@@ -49,14 +49,15 @@ def ml100k_setup():
     """(train, test, num_items, params, training config, grouped order) on ml-100k."""
     import torch
 
-    from duet_pipeline.data.movielens import build_item_index, read_ratings
+    from duet_pipeline.data.events import read_interactions
+    from duet_pipeline.features.samples import build_item_index
     from duet_pipeline.features.samples import FeatureParams, make_samples
     from duet_pipeline.project import load_parameters
     from duet_pipeline.training.loop import TrainingConfig, history_groups, shuffled_order
     from duet_pipeline.training.tensors import to_tensors
 
     params = load_parameters()
-    interactions = read_ratings(data_dir() / "ml-100k" / "u.data", "ml-100k")
+    interactions = read_interactions(data_dir() / "ml-100k" / "u.data", "ml-100k", load_parameters()["datasets"])
     item_index = build_item_index(interactions)
     samples = make_samples(interactions, item_index, **FeatureParams.from_params(params["features"]).sample_options())
     train, test = to_tensors(samples["train"]), to_tensors(samples["test"])

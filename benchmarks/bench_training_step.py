@@ -68,7 +68,8 @@ def main() -> None:
         sys.path.insert(0, args.src)
     import torch
 
-    from duet_pipeline.data.movielens import build_item_index, read_ratings
+    from duet_pipeline.data.events import read_interactions
+    from duet_pipeline.features.samples import build_item_index
     from duet_pipeline.features.samples import FeatureParams, make_samples
     from duet_pipeline.methods import get_method
     from duet_pipeline.models.recommender import Recommender, base_model_config
@@ -78,7 +79,7 @@ def main() -> None:
     from duet_pipeline.training.tensors import to_tensors
 
     params = load_parameters()
-    interactions = read_ratings(data_dir() / "ml-100k" / "u.data", "ml-100k")
+    interactions = read_interactions(data_dir() / "ml-100k" / "u.data", "ml-100k", load_parameters()["datasets"])
     item_index = build_item_index(interactions)
     samples = make_samples(interactions, item_index, **FeatureParams.from_params(params["features"]).sample_options())
     train = to_tensors(samples["train"])

@@ -16,7 +16,8 @@ import numpy as np
 
 from common import data_dir, machine, today, write_section
 
-from duet_pipeline.data.movielens import build_item_index, read_ratings
+from duet_pipeline.data.events import read_interactions
+from duet_pipeline.features.samples import build_item_index
 from duet_pipeline.evaluation.metrics import headline_metrics
 from duet_pipeline.features.samples import FeatureParams, make_samples
 from duet_pipeline.methods import baseline
@@ -29,7 +30,7 @@ from duet_pipeline.training.tensors import to_tensors
 
 
 def load_ml100k(params: dict):
-    interactions = read_ratings(data_dir() / "ml-100k" / "u.data", "ml-100k")
+    interactions = read_interactions(data_dir() / "ml-100k" / "u.data", "ml-100k", load_parameters()["datasets"])
     item_index = build_item_index(interactions)
     samples = make_samples(interactions, item_index, **FeatureParams.from_params(params["features"]).sample_options())
     return item_index, {split: to_tensors(frame) for split, frame in samples.items()}

@@ -31,7 +31,8 @@ from tqdm.auto import tqdm
 
 from common import REPO_ROOT, SHARED_DATA, machine, today
 
-from duet_pipeline.data.movielens import ensure_ratings_file, get_spec
+from duet_pipeline.data.declarations import RawDataParams, declaration_of, resolve_path
+from duet_pipeline.data.readers import part_files
 from duet_pipeline.experiments.fingerprint import compute_fingerprints, encode, samples_hash
 from duet_pipeline.experiments.grid import apply_overrides, code_version, plan_units
 from duet_pipeline.experiments.record import Provenance, Record, cell_row
@@ -40,6 +41,7 @@ from duet_pipeline.experiments.runner import GridData, init_worker, run_unit_fro
 from duet_pipeline.experiments.tracking import GridTracker
 from duet_pipeline.methods import method_names
 from duet_pipeline.models.backbones import BACKBONES
+from duet_pipeline.project import load_parameters
 from duet_pipeline.training.cores import fixed_threads
 
 
@@ -86,17 +88,21 @@ def resolve_parameters(project: Path, dataset: str, overrides: list[str]) -> tup
             int(catalog.load("item_index")["item_index"].max()),
         )
     raw = params["raw_data"]
-    ratings = ensure_ratings_file(dataset, data_dir=raw.get("data_dir"),
-                                  fallback_root=str(project / raw.get("fallback_root", "data/01_raw")), download=False)
-    return params, data, hashlib.sha256(Path(ratings).read_bytes()).hexdigest()[:16]
+    raw = RawDataParams.from_params({**raw, "fallback_root": str(project / raw["fallback_root"])})
+    declaration = declaration_of(dataset, params["datasets"])
+    digest = hashlib.sha256()
+    for part in part_files(resolve_path(dataset, declaration, raw), declaration):
+        digest.update(part.read_bytes())
+    return params, data, digest.hexdigest()[:16]
 
 
-def use_shared_data_if_present(dataset: str) -> None:
+def use_shared_data_if_present(project: Path, dataset: str) -> None:
     """Without $DUET_DATA_DIR, read ../shared/data where it holds the dataset (as on the
     team's machines and CI); otherwise the project's data/01_raw (downloading if allowed)."""
     if os.environ.get("DUET_DATA_DIR"):
         return
-    if (SHARED_DATA / dataset / get_spec(dataset).ratings_file).is_file():
+    declaration = declaration_of(dataset, load_parameters(project)["datasets"])
+    if (SHARED_DATA / declaration.path.replace("{name}", dataset)).exists():
         os.environ["DUET_DATA_DIR"] = str(SHARED_DATA)
 
 
@@ -162,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
 def compute(args: argparse.Namespace, folder: Path, tracker: GridTracker) -> str | None:
     """Bring the record up to date; the invocation's MLflow parent run (None if nothing ran)."""
     started = time.perf_counter()
-    use_shared_data_if_present(args.dataset)
+    use_shared_data_if_present(args.project, args.dataset)
     overrides = [o for o in args.params.split(",") if o]
     run_data_pipelines(args.project, args.dataset, overrides)
     params, data, data_version = resolve_parameters(args.project, args.dataset, overrides)

@@ -96,7 +96,7 @@ def empty_mlflow_store() -> bytes:
 def tiny_ml100k(project_copy: Path) -> Path:
     """A small generated ratings file in the ml-100k layout inside ``project_copy``."""
     ratings = generate_ratings(num_users=40, num_items=300, num_rows=1_200, seed=3)
-    write_ratings(ratings, project_copy / "data" / "01_raw" / "ml-100k", "ml-100k")
+    write_ratings(ratings, project_copy / "data" / "01_raw", "ml-100k", PARAMETERS["datasets"])
     return project_copy
 
 

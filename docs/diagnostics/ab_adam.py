@@ -39,12 +39,13 @@ for backbone in ["sasrec", "din"]:
     print(backbone, {k: f"{statistics.median(v):.2f} ms" for k, v in times.items()}, "bit-identical to loop:", same,
           "tensors", len(grads))
 
-from duet_pipeline.data.movielens import build_item_index, read_ratings  # noqa: E402
+from duet_pipeline.data.events import read_interactions
+from duet_pipeline.features.samples import build_item_index  # noqa: E402
 from duet_pipeline.features.samples import FeatureParams, make_samples  # noqa: E402
 from duet_pipeline.training.loop import history_groups, shuffled_order  # noqa: E402
 from duet_pipeline.training.tensors import to_tensors  # noqa: E402
 
-ratings = read_ratings(Path(__file__).resolve().parents[3] / "shared" / "data" / "ml-100k" / "u.data", "ml-100k")
+ratings = read_interactions(Path(__file__).resolve().parents[3] / "shared" / "data" / "ml-100k" / "u.data", "ml-100k", load_parameters()["datasets"])
 index = build_item_index(ratings)
 train = to_tensors(make_samples(ratings, index, **FeatureParams.from_params(p["features"]).sample_options())["train"])
 order = shuffled_order(history_groups(train), torch.Generator().manual_seed(0))

@@ -15,12 +15,13 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, sys.argv[1])  # before the installed package: the tree under test
-from duet_pipeline.data.movielens import build_item_index, read_ratings
-from duet_pipeline.features.samples import make_samples
+from duet_pipeline.data.events import read_interactions
+from duet_pipeline.features.samples import build_item_index, make_samples
+from duet_pipeline.project import load_parameters
 from duet_pipeline.training.tensors import to_tensors
-inter = read_ratings(Path(__file__).resolve().parents[3] / "shared" / "data" / "ml-100k" / "u.data", "ml-100k")
+inter = read_interactions(Path(__file__).resolve().parents[3] / "shared" / "data" / "ml-100k" / "u.data", "ml-100k", load_parameters()["datasets"])
 index = build_item_index(inter)
-s = make_samples(inter, index, max_seq_len=10, min_user_interactions=3, min_rating=None,
+s = make_samples(inter, index, max_seq_len=10, min_user_interactions=3,
                  negatives={"train": 4, "validation": 99, "test": 99}, seed=61)
 t = {k: to_tensors(v) for k, v in s.items()}
 n = int(index["item_index"].max())

@@ -2,6 +2,7 @@
 import kedro.framework.session.session as kedro_session
 from kedro.config import OmegaConfigLoader
 
+from duet_pipeline import project
 from duet_pipeline.console import configure_console
 from duet_pipeline.versions import unique_session_timestamp
 
@@ -14,13 +15,7 @@ configure_console()
 kedro_session.generate_timestamp = unique_session_timestamp
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
-CONFIG_LOADER_ARGS = {
-    "base_env": "base",
-    "default_run_env": "local",
-    # features.engine=spark (hooks.SparkHook): the session (spark.yml) and the
-    # feature stage's datasets as Spark DataFrames (datasets_spark.yml).
-    "config_patterns": {"spark": ["spark*", "spark*/**"], "spark_catalog": ["datasets_spark*"]},
-}
+CONFIG_LOADER_ARGS = project.CONFIG_LOADER_ARGS
 
 from duet_pipeline.hooks import (  # noqa: E402
     MlflowArtifactHook, ParameterCheckHook, RunRecordHook, SparkHook, VersionsHook)

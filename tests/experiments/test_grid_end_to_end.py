@@ -10,7 +10,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from conftest import REPO_ROOT, execute_compare_runs, make_project_copy
+from conftest import PARAMETERS, REPO_ROOT, execute_compare_runs, make_project_copy
 from duet_pipeline.data.synthetic import generate_ratings, write_ratings
 
 GRID = REPO_ROOT / "benchmarks" / "grid.py"
@@ -58,7 +58,7 @@ def grid_project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subpro
     """A project copy with a generated ratings.dat in the ml-1m layout, after one grid run."""
     root = make_project_copy(tmp_path_factory.mktemp("grid") / "project")
     ratings = generate_ratings(num_users=40, num_items=300, num_rows=1_200, seed=5)
-    write_ratings(ratings, root / "data" / "01_raw" / "ml-1m", "ml-1m")
+    write_ratings(ratings, root / "data" / "01_raw", "ml-1m", PARAMETERS["datasets"])
     assert (root / "data" / "01_raw" / "ml-1m" / "ratings.dat").is_file()
     return root, run_grid(root)
 

@@ -10,7 +10,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from conftest import REPO_ROOT, add_toy_method, make_project_copy, project_env
+from conftest import PARAMETERS, REPO_ROOT, add_toy_method, make_project_copy, project_env
 from duet_pipeline.data.synthetic import generate_ratings, write_ratings
 
 
@@ -20,7 +20,7 @@ def grid_in_project_copy(tmp_path: Path, *args: str,
     benchmarks/grid.py run in it with ``args``, one job, one thread."""
     root = make_project_copy(tmp_path / "project")
     write_ratings(generate_ratings(num_users=40, num_items=300, num_rows=1_200, seed=5),
-                  root / "data" / "01_raw" / "ml-100k", "ml-100k")
+                  root / "data" / "01_raw", "ml-100k", PARAMETERS["datasets"])
     if toy_method:
         add_toy_method(root)
     result = subprocess.run(

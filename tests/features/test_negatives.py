@@ -9,7 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from duet_pipeline.data.movielens import build_item_index, read_ratings
+from duet_pipeline.data.events import read_interactions
+from duet_pipeline.project import load_parameters
+from duet_pipeline.features.samples import build_item_index
 from duet_pipeline.features.negatives import keyed_negatives, splitmix64, user_item_keys
 from duet_pipeline.features.samples import (
     filter_users,
@@ -30,7 +32,7 @@ def test_keyed_negatives_do_not_depend_on_partitioning(split, num_negatives):
     """On ml-latest-small, shuffling the positives, drawing each half on its own (with only
     that half's users' seen items, as a partition would) and putting the rows back gives
     the same negatives as one draw over all positives."""
-    interactions = read_ratings(SHIPPED_RATINGS, "ml-latest-small")
+    interactions = read_interactions(SHIPPED_RATINGS, "ml-latest-small", load_parameters()["datasets"])
     item_index = build_item_index(interactions)
     interactions = order_by_time(reindex_items(filter_users(interactions, 3), item_index))
     num_items = int(item_index["item_index"].max())

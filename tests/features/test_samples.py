@@ -17,7 +17,9 @@ from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 from scipy.stats import chisquare
 
-from duet_pipeline.data.movielens import build_item_index, read_ratings
+from duet_pipeline.data.events import read_interactions
+from duet_pipeline.project import load_parameters
+from duet_pipeline.features.samples import build_item_index
 from duet_pipeline.features.negatives import keyed_negatives, user_item_keys
 from duet_pipeline.features.samples import (
     SAMPLE_COLUMNS,
@@ -176,7 +178,7 @@ def test_make_samples_matches_brute_force(table, max_seq_len, min_users):
     interactions, item_index = table
     assume(feasible(interactions, min_users, max(SMALL_NEGATIVES.values())))
     samples = make_samples(
-        interactions, item_index, max_seq_len, min_users, None, SMALL_NEGATIVES, seed=61
+        interactions, item_index, max_seq_len, min_users, SMALL_NEGATIVES, seed=61
     )
     expected = brute_force_positives(interactions, item_index, max_seq_len, min_users)
     index_of = dict(zip(item_index["raw_item_id"], item_index["item_index"]))
@@ -245,8 +247,8 @@ def test_make_samples_ignores_frame_row_order(table, shuffle_seed):
     shuffled = interactions.sample(frac=1.0, random_state=shuffle_seed % 2**32).reset_index(
         drop=True
     )
-    a = make_samples(interactions, item_index, 3, 3, None, SMALL_NEGATIVES, seed=5)
-    b = make_samples(shuffled, item_index, 3, 3, None, SMALL_NEGATIVES, seed=5)
+    a = make_samples(interactions, item_index, 3, 3, SMALL_NEGATIVES, seed=5)
+    b = make_samples(shuffled, item_index, 3, 3, SMALL_NEGATIVES, seed=5)
     for split in SPLITS:
         assert frame_positives(a[split]) == frame_positives(b[split])
         pd.testing.assert_frame_equal(a[split], b[split])
@@ -258,8 +260,8 @@ def test_make_samples_same_seed_same_frames(table):
     """The same input and seed give equal frames, negatives included."""
     interactions, item_index = table
     assume(feasible(interactions, 3, 4))
-    a = make_samples(interactions, item_index, 4, 3, None, SMALL_NEGATIVES, seed=61)
-    b = make_samples(interactions.copy(), item_index, 4, 3, None, SMALL_NEGATIVES, seed=61)
+    a = make_samples(interactions, item_index, 4, 3, SMALL_NEGATIVES, seed=61)
+    b = make_samples(interactions.copy(), item_index, 4, 3, SMALL_NEGATIVES, seed=61)
     for split in SPLITS:
         pd.testing.assert_frame_equal(a[split], b[split])
 
@@ -279,8 +281,8 @@ def test_different_seed_gives_different_negatives_same_positives():
     """Another seed changes every split's negatives and none of its positives."""
     interactions, item_index = _wide_table()
     negatives = {"train": 4, "validation": 20, "test": 20}
-    a = make_samples(interactions, item_index, 5, 3, None, negatives, seed=1)
-    b = make_samples(interactions, item_index, 5, 3, None, negatives, seed=2)
+    a = make_samples(interactions, item_index, 5, 3, negatives, seed=1)
+    b = make_samples(interactions, item_index, 5, 3, negatives, seed=2)
     for split in SPLITS:
         assert frame_positives(a[split]) == frame_positives(b[split])
         assert not np.array_equal(
@@ -291,8 +293,8 @@ def test_different_seed_gives_different_negatives_same_positives():
 def test_changing_one_split_count_keeps_other_splits_negatives():
     """make_samples docstring: each split draws from its own keyed stream."""
     interactions, item_index = _wide_table()
-    a = make_samples(interactions, item_index, 5, 3, None, {"train": 4, "validation": 20, "test": 20}, seed=3)
-    b = make_samples(interactions, item_index, 5, 3, None, {"train": 4, "validation": 7, "test": 20}, seed=3)
+    a = make_samples(interactions, item_index, 5, 3, {"train": 4, "validation": 20, "test": 20}, seed=3)
+    b = make_samples(interactions, item_index, 5, 3, {"train": 4, "validation": 7, "test": 20}, seed=3)
     pd.testing.assert_frame_equal(a["train"], b["train"])
     pd.testing.assert_frame_equal(a["test"], b["test"])
     assert len(b["validation"]) == 6
@@ -315,7 +317,7 @@ def test_ties_keep_file_order_and_items_reindexed_by_raw_id():
     # Deliberately present the rows in reverse frame order: only row_order may decide ties.
     reversed_rows = interactions.iloc[::-1].reset_index(drop=True)
     samples = make_samples(
-        reversed_rows, item_index, 3, 3, None, {"train": 0, "validation": 0, "test": 0}, seed=0
+        reversed_rows, item_index, 3, 3, {"train": 0, "validation": 0, "test": 0}, seed=0
     )
     # Time order: 5 (t=50), then 30, 10, 20 by file order -> indices 1, 4, 2, 3.
     assert frame_positives(samples["train"]) == [(7, (0, 0, 1), 4)]
@@ -323,29 +325,10 @@ def test_ties_keep_file_order_and_items_reindexed_by_raw_id():
     assert frame_positives(samples["test"]) == [(7, (1, 4, 2), 3)]
 
 
-def test_min_rating_filters_before_counting_users():
-    interactions = pd.DataFrame(
-        {
-            "user_id": [1, 1, 1, 2, 2, 2, 2],
-            "item_id": [1, 2, 3, 1, 2, 3, 4],
-            "rating": [5.0, 4.0, 1.0, 5.0, 5.0, 4.0, 4.5],
-            "timestamp": [1, 2, 3, 1, 2, 3, 4],
-            "row_order": np.arange(7),
-        }
-    )
-    item_index = build_item_index(interactions)
-    samples = make_samples(
-        interactions, item_index, 3, 3, 4.0, {"train": 0, "validation": 0, "test": 0}, seed=0
-    )
-    # User 1 keeps only 2 ratings >= 4 and is dropped.
-    assert set(samples["test"]["user_id"]) == {2}
-    assert frame_positives(samples["test"]) == [(2, (1, 2, 3), 4)]
-
-
 def test_unknown_raw_item_is_a_clear_error():
     interactions, item_index = _wide_table()
     with pytest.raises(ValueError, match="item_index"):
-        make_samples(interactions, item_index.iloc[1:], 5, 3, None, SMALL_NEGATIVES, seed=0)
+        make_samples(interactions, item_index.iloc[1:], 5, 3, SMALL_NEGATIVES, seed=0)
 
 
 # --------------------------------------------------------------------------- #
@@ -468,7 +451,7 @@ def test_list_matrix_of_empty_train_split_keeps_width():
         }
     )
     samples = make_samples(
-        interactions, build_item_index(interactions), 4, 3, None,
+        interactions, build_item_index(interactions), 4, 3,
         {"train": 1, "validation": 1, "test": 1}, seed=0,
     )
     assert len(samples["train"]) == 0 and len(samples["test"]) == 2
@@ -526,9 +509,9 @@ def _check_real_samples(interactions, item_index, samples, n_users, n_train_posi
 
 def test_shipped_ml_latest_small():
     """The shipped ml-latest-small: 610 users, sizes and negatives as _check_real_samples."""
-    interactions = read_ratings(SHIPPED_RATINGS, "ml-latest-small")
+    interactions = read_interactions(SHIPPED_RATINGS, "ml-latest-small", load_parameters()["datasets"])
     item_index = build_item_index(interactions)
-    samples = make_samples(interactions, item_index, 10, 3, None, PROTOCOL_NEGATIVES, seed=61)
+    samples = make_samples(interactions, item_index, 10, 3, PROTOCOL_NEGATIVES, seed=61)
     n_users = interactions["user_id"].nunique()
     assert n_users == 610
     _check_real_samples(
@@ -539,9 +522,9 @@ def test_shipped_ml_latest_small():
 @pytest.mark.skipif(not ML100K_RATINGS.is_file(), reason="ml-100k u.data not available here")
 def test_ml_100k_sizes():
     """ml-100k: 97_171 train positives; 943 validation and test rows with 99 negatives each."""
-    interactions = read_ratings(ML100K_RATINGS, "ml-100k")
+    interactions = read_interactions(ML100K_RATINGS, "ml-100k", load_parameters()["datasets"])
     item_index = build_item_index(interactions)
-    samples = make_samples(interactions, item_index, 10, 3, None, PROTOCOL_NEGATIVES, seed=61)
+    samples = make_samples(interactions, item_index, 10, 3, PROTOCOL_NEGATIVES, seed=61)
     # 97_171 train positives x (1 + 4) = 485_855 model rows; 943 test rows x 99 negatives.
     assert len(samples["train"]) == 97_171
     assert list_matrix(samples["test"], "negatives").shape == (943, 99)

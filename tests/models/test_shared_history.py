@@ -22,7 +22,7 @@ import pytest
 import torch
 from torch import nn
 
-from duet_pipeline.data.movielens import build_item_index
+from duet_pipeline.features.samples import build_item_index
 from duet_pipeline.data.synthetic import generate_ratings
 from duet_pipeline.features.samples import make_samples
 from duet_pipeline.models.backbones import BACKBONES
@@ -60,7 +60,7 @@ def data():
     ratings = generate_ratings(num_users=8, num_items=100, num_rows=200, seed=3)
     ratings["row_order"] = np.arange(len(ratings), dtype=np.int64)
     item_index = build_item_index(ratings)
-    samples = make_samples(ratings, item_index, MAX_SEQ_LEN, 3, None, NEGATIVES, seed=0)
+    samples = make_samples(ratings, item_index, MAX_SEQ_LEN, 3, NEGATIVES, seed=0)
     return int(item_index["item_index"].max()), {split: to_tensors(samples[split]) for split in SPLITS}
 
 

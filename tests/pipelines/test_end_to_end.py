@@ -93,6 +93,9 @@ BAD_PARAMETERS = [
     ("training.learnin_rate=0.1", "unknown parameter training.learnin_rate (value 0.1)", "'learning_rate'"),
     ("training.selection_metric=precision", "parameter training.selection_metric = 'precision'", "'ndcg@10'"),
     ("backbones.sasrec.num_heads=5", "parameter backbones.sasrec", "must divide the embedding dim 32"),
+    ("dataset=ml-20m", "parameter dataset = 'ml-20m': not declared", "'amazon-ratings'"),
+    ("datasets.clickstream.time_unit=hours", "parameter datasets.clickstream.time_unit = 'hours'", "'iso8601'"),
+    ("datasets.ml-100k.colums=x", "unknown parameter datasets.ml-100k.colums", "'columns'"),
 ]
 
 

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from conftest import REPO_ROOT, kedro, latest_version
-from duet_pipeline.data.movielens import build_item_index, read_ratings
+from duet_pipeline.data.events import read_interactions
+from duet_pipeline.features.samples import build_item_index
 from duet_pipeline.features.samples import FeatureParams, list_matrix, make_samples
 from duet_pipeline.project import load_parameters
 from duet_pipeline.spark_session import SparkUnavailable, check_spark_available, java_executable
@@ -41,7 +42,7 @@ def test_spark_run_on_the_shipped_data_gives_the_pandas_samples(project_copy: Pa
     assert "| base     |" in result.stdout
     model_input = project / "data" / "05_model_input" / "ml-latest-small"
     assert latest_version(model_input / "train_samples.parquet").is_dir()  # written by Spark
-    ratings = read_ratings(SHIPPED / "ratings.csv", "ml-latest-small")
+    ratings = read_interactions(SHIPPED / "ratings.csv", "ml-latest-small", load_parameters()["datasets"])
     features = FeatureParams.from_params(load_parameters(REPO_ROOT)["features"])
     expected = make_samples(ratings, build_item_index(ratings), **features.sample_options())
     for split, samples in expected.items():

@@ -92,6 +92,28 @@ def test_the_pyfunc_generator_equals_the_in_process_one(tmp_path):
     assert [a["truncated"] for a in answer] == [0, 0, 1, 0] and [a["cold_start"] for a in answer] == [0, 0, 0, 1]
 
 
+def test_a_string_keyed_dataset_is_served_string_ids(tmp_path):
+    """ids: string (ASINs): the generator takes histories of strings, with the same policy and
+    the same heads as the integer-keyed one for the same items; integers are refused."""
+    bundle = duet_bundle()
+    asins = pd.DataFrame({"raw_item_id": [f"B{raw:09d}" for raw in RAW], "item_index": list(RAW.values())})
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        with mlflow.start_run():
+            by_string = mlflow.pyfunc.load_model(log_generator(bundle, asins, None, {}).model_uri)
+            by_integer = mlflow.pyfunc.load_model(log_generator(bundle, ITEM_INDEX, None, {}).model_uri)
+        histories = [[1001, 1002, 1003], [1005, 99], []]
+        as_strings = [[f"B{raw:09d}" for raw in h] for h in histories]
+        answer = [a.model_dump() for a in by_string.predict([{"history": h} for h in as_strings])]
+        expected = [a.model_dump() for a in by_integer.predict([{"history": h} for h in histories])]
+        with pytest.raises(Exception, match="history"):
+            by_string.predict([{"history": [1001, 1002]}])
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert [a["head"] for a in answer] == [a["head"] for a in expected]
+    assert [a["unknown_items"] for a in answer] == [0, 1, 0] and [a["cold_start"] for a in answer] == [0, 0, 1]
+
+
 def candidates_table(users: int = 4, per_user: int = 6) -> SampleTensors:
     rng = np.random.default_rng(0)
     history = np.zeros((users, SEQ_LEN), dtype=np.int64)

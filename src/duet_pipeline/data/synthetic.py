@@ -14,7 +14,6 @@ users from seeds (seed, shard), so every machine makes the same data.
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -26,7 +25,7 @@ from pydantic import Field
 
 from duet_pipeline.parameters import Block, parse_block
 
-from .movielens import get_spec
+from .declarations import SYNTHETIC_PATTERN, declaration_of
 
 
 def generate_ratings(
@@ -82,27 +81,31 @@ def _user_counts(
     return counts
 
 
-def write_ratings(ratings: pd.DataFrame, directory: str | Path, dataset: str) -> Path:
-    """Write ``ratings`` in the raw layout of ``dataset``; returns the file path."""
-    spec = get_spec(dataset)
-    path = Path(directory) / spec.ratings_file
+def write_ratings(ratings: pd.DataFrame, root: str | Path, name: str, datasets: dict) -> Path:
+    """Write ``ratings`` (user_id, item_id, rating, timestamp in seconds) where and as the
+    csv/tsv declaration of ``name`` says, under the raw-data root ``root``; returns the file."""
+    declaration = declaration_of(name, datasets)
+    path = Path(root) / declaration.path.replace("{name}", name)
+    if path.suffix == "":  # a folder of parts: one part
+        path = path / f"part-0.{declaration.format}"
     path.parent.mkdir(parents=True, exist_ok=True)
-    columns = ratings[["user_id", "item_id", "rating", "timestamp"]].copy()
-    if spec.max_rating == 5 and spec.min_rating == 1:
-        columns["rating"] = columns["rating"].round().astype(int)
-    if spec.separator == "::":
-        # pandas writes one-character separators only: write tabs, then swap them.
-        text = columns.to_csv(sep="\t", header=False, index=False, lineterminator="\n")
-        path.write_text(text.replace("\t", "::"))
-    else:
-        columns.to_csv(
-            path,
-            sep=spec.separator,
-            header=["userId", "movieId", "rating", "timestamp"] if spec.has_header else False,
-            index=False,
-            lineterminator="\r\n" if spec.has_header else "\n",
-        )
+    frame = pd.DataFrame({"user": ratings["user_id"], "item": ratings["item_id"], "rating": ratings["rating"],
+                          "time": _written_times(ratings["timestamp"], declaration.time_unit)})
+    if declaration.rating_range is not None and all(float(end).is_integer() for end in declaration.rating_range):
+        frame["rating"] = frame["rating"].round().astype(int)
+    columns = declaration.mapped_columns()
+    frame = frame[list(columns)].rename(columns={role: columns[role] for role in columns})
+    order = declaration.names or list(frame.columns)
+    text = frame[order].to_csv(sep="\t", header=declaration.header, index=False, lineterminator="\n")
+    # pandas writes one-character separators only: tabs, then swapped for the declared one.
+    path.write_text(text.replace("\t", declaration.delimiter), encoding=declaration.encoding)
     return path
+
+
+def _written_times(seconds: pd.Series, unit: str) -> pd.Series:
+    if unit == "iso8601":
+        return pd.to_datetime(seconds, unit="s", utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return seconds * (1000 if unit == "ms" else 1)
 
 
 # --------------------------------------------------------------------------- #
@@ -111,7 +114,6 @@ def write_ratings(ratings: pd.DataFrame, directory: str | Path, dataset: str) ->
 
 # ml-25m's users, items and ratings: every synthetic-<N> keeps these proportions.
 ML25M_SHAPE = (162_541, 59_047, 25_000_095)
-SYNTHETIC_PATTERN = re.compile(r"synthetic-(\d+(?:\.\d+)?)([km]?)")
 _SCALE = {"": 1, "k": 1_000, "m": 1_000_000}
 USERS_PER_SHARD = 20_000  # fixed, so the data do not depend on how it is written
 # ml-25m's ratios give users 154 clicks on average whatever N, but the catalogue shrinks

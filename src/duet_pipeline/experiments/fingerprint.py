@@ -29,8 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from duet_pipeline.data.movielens import build_item_index
-from duet_pipeline.features.samples import make_samples
+from duet_pipeline.features.samples import build_item_index, make_samples
 
 from .grid import plan_units
 from .runner import CellResult, GridData, run_unit
@@ -68,7 +67,7 @@ def tiny_data(features: dict) -> GridData:
     index = build_item_index(interactions)
     negatives = {split: min(int(count), 20) for split, count in features["negatives"].items()}
     samples = make_samples(interactions, index, int(features["max_seq_len"]), int(features["min_user_interactions"]),
-                           features.get("min_rating"), negatives, int(features["seed"]))
+                           negatives, int(features["seed"]))
     return GridData.from_frames(samples["train"], samples["validation"], samples["test"], int(index["item_index"].max()))
 
 

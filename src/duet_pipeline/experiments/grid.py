@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from duet_pipeline.data.declarations import declaration_of
 from duet_pipeline.methods import get_method, method_names
 from duet_pipeline.run_parameters import check_parameters
 
@@ -70,6 +71,10 @@ class Unit:
     def cell_params(self, cell: Cell) -> dict[str, Any]:
         """The parameters a cell's result depends on (and nothing else)."""
         relevant = {key: self.params[key] for key in ("features", "model", "training", "backbone")}
+        # The minimum rating moved from the features block to the dataset's declaration; it
+        # is hashed where it was, so that the cells recorded before the move stay current.
+        relevant["features"] = {**relevant["features"],
+                                "min_rating": declaration_of(self.dataset, self.params["datasets"]).min_rating}
         relevant["backbones"] = {self.backbone: self.params["backbones"][self.backbone]}
         block = get_method(cell.method).spec.block
         if block is not None:

@@ -39,7 +39,6 @@ class NegativeCounts(Block):
 class FeatureParams(Block):
     """The ``features`` parameters (PROTOCOL section 2)."""
 
-    min_rating: float | None = Field(ge=0)  # None: every rating is an interaction
     # Leave-one-out needs a train, a validation and a test interaction per user.
     min_user_interactions: int = Field(ge=3)
     max_seq_len: int = Field(ge=1)
@@ -73,11 +72,11 @@ def filter_users(interactions: pd.DataFrame, min_user_interactions: int) -> pd.D
     return interactions.loc[counts >= min_user_interactions].reset_index(drop=True)
 
 
-def filter_ratings(interactions: pd.DataFrame, min_rating: float | None) -> pd.DataFrame:
-    """Keep ratings >= ``min_rating``; ``None`` keeps every rating (implicit feedback)."""
-    if min_rating is None:
-        return interactions
-    return interactions.loc[interactions["rating"] >= min_rating].reset_index(drop=True)
+def build_item_index(interactions: pd.DataFrame) -> pd.DataFrame:
+    """Raw item ids (integers or strings) -> dense 1..N in ascending raw-id order (PROTOCOL 2.3;
+    0 is padding), independent of row order: ``raw_item_id``, ``item_index`` (int64)."""
+    raw_ids = np.unique(interactions["item_id"].to_numpy())  # sorted ascending
+    return pd.DataFrame({"raw_item_id": raw_ids, "item_index": np.arange(1, len(raw_ids) + 1, dtype=np.int64)})
 
 
 def reindex_items(interactions: pd.DataFrame, item_index: pd.DataFrame) -> pd.DataFrame:
@@ -255,7 +254,6 @@ def make_samples(
     item_index: pd.DataFrame,
     max_seq_len: int,
     min_user_interactions: int,
-    min_rating: float | None,
     negatives: dict[str, int],
     seed: int,
 ) -> dict[str, pd.DataFrame]:
@@ -265,7 +263,6 @@ def make_samples(
     draws from its own keyed stream, so changing one split's count leaves the others'
     negatives unchanged.
     """
-    interactions = filter_ratings(interactions, min_rating)
     interactions = filter_users(interactions, min_user_interactions)
     interactions = order_by_time(reindex_items(interactions, item_index))
     num_items = int(item_index["item_index"].max())

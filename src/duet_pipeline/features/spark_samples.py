@@ -35,13 +35,12 @@ def make_samples_spark(
     item_index: DataFrame,
     max_seq_len: int,
     min_user_interactions: int,
-    min_rating: float | None,
     negatives: dict[str, int],
     seed: int,
 ) -> dict[str, DataFrame]:
     """Train, validation and test samples, in the stored layout of features/samples.py."""
     # Read by the item check, the candidates, the seen sets and the windows: computed once.
-    clicks = _ordered_clicks(interactions, item_index, min_rating, min_user_interactions).persist(
+    clicks = _ordered_clicks(interactions, item_index, min_user_interactions).persist(
         StorageLevel.MEMORY_AND_DISK)
     positives = _positives(clicks, max_seq_len)
     candidate_items = np.asarray(
@@ -62,11 +61,8 @@ def make_samples_spark(
     return {split: samples.where(F.col(SPLIT_COLUMN) == split).drop(SPLIT_COLUMN, "position") for split in negatives}
 
 
-def _ordered_clicks(interactions: DataFrame, item_index: DataFrame, min_rating: float | None,
-                    min_user_interactions: int) -> DataFrame:
-    """PROTOCOL 2.1-2.4: filtered, re-indexed clicks with each one's position in its user's time order."""
-    if min_rating is not None:
-        interactions = interactions.where(F.col("rating") >= min_rating)
+def _ordered_clicks(interactions: DataFrame, item_index: DataFrame, min_user_interactions: int) -> DataFrame:
+    """PROTOCOL 2.2-2.4: re-indexed clicks of users long enough, with each one's position in its user's time order."""
     per_user = Window.partitionBy("user_id")
     interactions = (interactions.withColumn("clicks", F.count(F.lit(1)).over(per_user))
                     .where(F.col("clicks") >= min_user_interactions))

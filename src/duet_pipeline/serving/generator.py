@@ -1,7 +1,8 @@
 """The head generator as an MLflow pyfunc model: raw item ids in, each request's head out.
 
 Input: ``{"inputs": [{"history": [...]}, ...]}``, one request per element, each a list of
-raw MovieLens item ids, most recent last (:mod:`.requests` says what happens to anything
+raw item ids of the dataset's type (integers for MovieLens, strings for a string-keyed log:
+:class:`StringKeyedHeadGenerator`), most recent last (:mod:`.requests` says what happens to anything
 else). Output, per request: ``head`` (the generated head's w1, b1, w2, b2 flattened,
 2 d^2 + 2 d float32 values, as base64 of their little-endian bytes: exact, and JSON
 encodes one string in microseconds where 2,112 floats as text take 2 ms; decode with
@@ -34,7 +35,7 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from duet_pipeline.models.layers import HeadWeights
 from duet_pipeline.models.recommender import Recommender, load_model
 
-from .requests import HeadAnswer, HistoryRequest, RequestError, parse_histories
+from .requests import HeadAnswer, HistoryRequest, RequestError, StringHistoryRequest, parse_histories
 
 
 def weights_digest(bundle: dict[str, Any]) -> str:
@@ -88,9 +89,12 @@ class HeadGenerator(mlflow.pyfunc.PythonModel):
     # The type hints are the signature: MLflow validates each request against HistoryRequest
     # (strict: 400 naming the request and the value) before predict runs.
     def predict(self, context: Any, model_input: list[HistoryRequest], params: dict[str, Any] | None = None) -> list[HeadAnswer]:
+        return self.respond([request.history for request in model_input])
+
+    def respond(self, histories: list[list]) -> list[HeadAnswer]:
+        """Validated histories -> answers; a request the policy refuses raises MLflow's 400."""
         try:
-            parsed = parse_histories([request.history for request in model_input], self.item_index,
-                                     self.model.config.max_seq_len)
+            parsed = parse_histories(histories, self.item_index, self.model.config.max_seq_len)
         except RequestError as error:
             raise MlflowException(str(error), error_code=INVALID_PARAMETER_VALUE) from None
         return self.answer(parsed)
@@ -108,6 +112,21 @@ class HeadGenerator(mlflow.pyfunc.PythonModel):
                                                                 parsed.cold_start)]
 
 
+class StringKeyedHeadGenerator(HeadGenerator):
+    """The generator of a string-keyed dataset (``ids: string``): histories of string ids."""
+
+    def predict(self, context: Any, model_input: list[StringHistoryRequest],
+                params: dict[str, Any] | None = None) -> list[HeadAnswer]:
+        # Not super().predict: MLflow validates each predict against its own type hints.
+        return self.respond([request.history for request in model_input])
+
+
+def generator_for(item_index: pd.DataFrame) -> HeadGenerator:
+    """The generator whose signature takes the item index's id type."""
+    string_keyed = not pd.api.types.is_integer_dtype(item_index["raw_item_id"])
+    return StringKeyedHeadGenerator() if string_keyed else HeadGenerator()
+
+
 def log_generator(bundle: dict[str, Any], item_index: pd.DataFrame, registered_name: str | None,
                   tags: dict[str, str]) -> Any:
     """Log the generator to the active MLflow run as a pyfunc model (signature from the type
@@ -119,7 +138,7 @@ def log_generator(bundle: dict[str, Any], item_index: pd.DataFrame, registered_n
         item_index.to_parquet(index_path, index=False)
         example = [{"history": item_index["raw_item_id"].head(5).tolist()}]
         info = mlflow.pyfunc.log_model(
-            name="head_generator", python_model=HeadGenerator(), input_example=example,
+            name="head_generator", python_model=generator_for(item_index), input_example=example,
             artifacts={"model": str(model_path), "item_index": str(index_path)}, model_config={"version": version},
             registered_model_name=registered_name, pip_requirements=_requirements(),
         )

@@ -1,9 +1,14 @@
 """A device's request to the head generator: its history as raw item ids, most recent last.
 
+Ids come as the dataset declares them (``ids: integer | string``): integers for MovieLens
+(:class:`HistoryRequest`), strings for a string-keyed log such as Amazon's ASINs
+(:class:`StringHistoryRequest`).
+
 Policy (each case counted in the answer, so a client can see what was done):
 
-- not a list of integers (a string, a float, a nested list, ``null``, a boolean): refused
-  (400) by :class:`HistoryRequest`'s strict validation, naming the request and the value;
+- not a list of ids of the dataset's type (for integer ids: a string, a float, a nested
+  list, ``null``, a boolean; for string ids: a number, a nested list, ``null``): refused
+  (400) by the strict validation, naming the request and the value;
 - no requests at all: refused (400);
 - longer than ``max_seq_len``: the most recent ``max_seq_len`` items are kept
   (``truncated`` says how many were dropped);
@@ -13,7 +18,7 @@ Policy (each case counted in the answer, so a client can see what was done):
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +30,13 @@ class HistoryRequest(pydantic.BaseModel):
 
     model_config = pydantic.ConfigDict(strict=True, extra="forbid")
     history: list[int]
+
+
+class StringHistoryRequest(pydantic.BaseModel):
+    """One request of a string-keyed dataset. Strict: ``5`` is not the id ``"5"``."""
+
+    model_config = pydantic.ConfigDict(strict=True, extra="forbid")
+    history: list[str]
 
 
 class HeadAnswer(pydantic.BaseModel):
@@ -50,7 +62,8 @@ class ParsedRequests:
     cold_start: np.ndarray  # (B,) 1 where nothing known remains: the static head answers
 
 
-def parse_histories(histories: Sequence[Sequence[int]], item_index: Mapping[int, int], max_seq_len: int) -> ParsedRequests:
+def parse_histories(histories: Sequence[Sequence[Hashable]], item_index: Mapping[Hashable, int],
+                    max_seq_len: int) -> ParsedRequests:
     """Validated raw histories (one per request) -> padded item-index rows and what the policy did."""
     if len(histories) == 0:
         raise RequestError("no requests: send at least one history")
