@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export KEDRO_DISABLE_TELEMETRY := true
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test viz notebook mlflow-ui serve simulate-devices benchmark benchmark-kedro-run benchmark-data benchmark-ingestion benchmark-training benchmark-duet benchmark-step benchmark-speed benchmark-scale clean-outputs
+.PHONY: run test viz notebook mlflow-ui serve simulate-devices benchmark benchmark-kedro-run benchmark-data benchmark-ingestion benchmark-speed benchmark-scale clean-outputs
 
 DATASET ?= ml-100k
 GRID_ARGS ?=
@@ -62,15 +62,6 @@ benchmark-data: $(VENV)/.installed  ## ingestion + features speed (ml-100k, gene
 
 benchmark-ingestion: $(VENV)/.installed  ## ingestion of 1M events in each declared layout (MovieLens, Amazon CSV/JSONL, clickstream, parquet)
 	$(BIN)/python benchmarks/bench_ingestion.py
-
-benchmark-training: $(VENV)/.installed  ## base-model quality and speed per backbone on ml-100k
-	$(BIN)/python benchmarks/bench_umn_training.py
-
-benchmark-duet: $(VENV)/.installed  ## base vs finetune vs DUET on ml-100k, every backbone
-	$(BIN)/python benchmarks/bench_duet.py
-
-benchmark-step: $(VENV)/.installed  ## training-step rows/s per backbone, base and duet+swa, on ml-100k
-	$(BIN)/python benchmarks/bench_training_step.py --section training_step
 
 benchmark-scale: $(VENV)/.installed-dev  ## pandas vs Spark data stages, streaming + DDP training at synthetic-1m/5m/25m (resumable)
 	$(BIN)/python benchmarks/bench_scale.py $(SCALE_ARGS)

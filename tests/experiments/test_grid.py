@@ -7,7 +7,7 @@ import pytest
 
 from duet_pipeline.experiments.grid import apply_overrides, code_version, config_hash, plan_units
 from duet_pipeline.evaluation.statistics import holm
-from duet_pipeline.experiments.tables import activity_table, comparisons, losing_cells, mean_std, quality_table
+from duet_pipeline.experiments.tables import activity_table, comparisons, leader, losing_cells, mean_std, quality_table
 from duet_pipeline.methods import get_method, method_names
 from duet_pipeline.parameters import ParameterError
 
@@ -153,3 +153,12 @@ def test_activity_table_pairs_each_quartile_by_seed() -> None:
     row = activity_table(pd.DataFrame(rows), "din").iloc[0]
     assert row["duet − base"] == "+0.0100"
     assert row["base auc"] == "0.8800" and row["users (train positives)"] == "Q1: 5 (3-17)"
+
+
+def test_the_leader_is_chosen_among_the_methods_with_the_most_seeds() -> None:
+    """A method with one lucky seed does not lead methods measured over three."""
+    rows = [("din", "base", seed, 0.80) for seed in range(3)] + [("din", "ppnet", seed, 0.81) for seed in range(3)]
+    rows += [("din", "poso", 0, 0.95)]
+    cells = pd.DataFrame(rows, columns=["backbone", "method", "seed", "auc"])
+    assert leader(cells, "din") == ("ppnet", pytest.approx(0.81), 3)
+    assert leader(cells[cells["method"] != "ppnet"], "din") == ("base", pytest.approx(0.80), 3)

@@ -31,7 +31,7 @@ from .readers import RawDataError, RawTable, part_files, read_table
 # Times must fall in [1970, 2100): a time outside is a unit mistake (milliseconds declared
 # as seconds read as the year 41,000) or garbage, not an event.
 MAX_TIME_MS = 4_102_444_800_000
-_INTEGER = r"^\s*\+?[0-9]{1,18}\s*$"
+_INTEGER = r"^\s*[0-9]{1,18}\s*$"  # no sign: Arrow's int64 cast refuses "+9"
 _NUMBER = r"^\s*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?\s*$"
 DROP_REASONS = ("below_min_rating", "duplicate")
 ROLE_LABELS = {"user": "user id", "item": "item id", "time": "time", "rating": "rating"}

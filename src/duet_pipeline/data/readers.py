@@ -123,6 +123,8 @@ def _read_delimited(path: Path, declaration: DatasetDeclaration) -> RawTable:
     lines = _line_numbers(text)
     if not text.strip():
         raise pending or RawDataError(f"{path}: line 1: the file is empty: no events", path=path, line=1)
+    if not text.endswith(("\n", "\r")):
+        text += "\n"  # Arrow cannot read a header without a line break after it
     delimiter = declaration.delimiter
     if len(delimiter) > 1:
         if _UNIT_SEPARATOR in text:

@@ -134,9 +134,9 @@ def verdict_sentences(cells: pd.DataFrame) -> list[str]:
         if len(claim):
             row = claim.iloc[0]
             parts.append(f"{PAPER_DUET} − {BASE}: {row['difference'].interval()} AUC, {_phrase(row, BASE)}.")
-        name, auc = leader(cells, backbone)
+        name, auc, seeds = leader(cells, backbone)
         duet_row = against_duet[(against_duet["backbone"] == backbone) & (against_duet["method"] == name)]
-        parts.append(f"Highest mean AUC: {name} ({auc:.4f})" + (
+        parts.append(f"Highest mean AUC over {seeds} seeds: {name} ({auc:.4f})" + (
             f"; against {PAPER_DUET}: {duet_row.iloc[0]['difference'].interval()}, {_phrase(duet_row.iloc[0], PAPER_DUET)}."
             if len(duet_row) else "."))
         for table, reference in ((against_base, BASE), (against_duet, PAPER_DUET)):

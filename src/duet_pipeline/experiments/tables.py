@@ -167,10 +167,15 @@ def training_minutes(cells: pd.DataFrame) -> float:
     return float(trainings.drop_duplicates(["backbone", "seed", "model"])["wall_seconds"].sum() / 60)
 
 
-def leader(cells: pd.DataFrame, backbone: str, metric: str = "auc") -> tuple[str, float]:
-    """The method with the highest seed-mean ``metric`` on ``backbone``."""
-    means = cells[cells["backbone"] == backbone].groupby("method")[metric].mean()
-    return str(means.idxmax()), float(means.max())
+def leader(cells: pd.DataFrame, backbone: str, metric: str = "auc") -> tuple[str, float, int]:
+    """The method with the highest seed-mean ``metric`` on ``backbone``, its mean and seed
+    count, among the methods with the most seeds there: a mean over fewer seeds (a record
+    still growing) is not compared with one over more."""
+    part = cells[cells["backbone"] == backbone]
+    seeds = part.groupby("method")["seed"].nunique()
+    most = part[part["method"].isin(seeds[seeds == seeds.max()].index)]
+    means = most.groupby("method")[metric].mean()
+    return str(means.idxmax()), float(means.max()), int(seeds.max())
 
 
 def losing_cells(cells: pd.DataFrame) -> list[tuple[str, str]]:
