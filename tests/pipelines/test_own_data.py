@@ -136,3 +136,14 @@ def test_the_spark_engine_reads_a_string_keyed_log_as_the_pandas_engine(project_
         written = pd.read_parquet(latest_version(project / "data" / "05_model_input" / "clickstream" /
                                                  f"{split}_samples.parquet"), dtype_backend="pyarrow")
         np.testing.assert_array_equal(sorted_samples(written), sorted_samples(samples), err_msg=split)
+
+
+def test_a_generated_dataset_is_read_as_its_declared_parquet_folder(project_copy: Path) -> None:
+    """synthetic-<N> is a declaration like any other: generated, then read as a parquet folder,
+    with the same checks and report."""
+    kedro(project_copy, "run", "--pipelines=ingestion,feature_engineering", "--params=dataset=synthetic-10k")
+    report = pd.read_csv(latest_version(project_copy / "data" / "08_reporting" / "synthetic-10k" / "data_report.csv"))
+    parts = report.loc[report["figure"] == "events read"]
+    assert len(parts) == 2 and parts["scope"].iloc[0].endswith(".parquet")  # one shard, then the total
+    assert float(parts["value"].iloc[-1]) >= 10_000
+    assert latest_version(project_copy / "data" / "05_model_input" / "synthetic-10k" / "test_samples.parquet").is_file()
