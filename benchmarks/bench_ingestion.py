@@ -66,7 +66,7 @@ def write_layouts(ratings: pd.DataFrame, folder: Path) -> dict[str, tuple[Path, 
     files["clickstream CSV (string ids, ISO 8601)"] = (clickstream, declaration_of("clickstream", DATASETS))
     parquet = folder / "part-0.parquet"
     ratings.to_parquet(parquet, index=False)
-    files["parquet (integer ids)"] = (parquet, declaration_of("synthetic-<N>", DATASETS))
+    files["parquet (integer ids)"] = (parquet, declaration_of("synthetic-1m", DATASETS))
     return files
 
 

@@ -75,7 +75,8 @@ def filter_users(interactions: pd.DataFrame, min_user_interactions: int) -> pd.D
 def build_item_index(interactions: pd.DataFrame) -> pd.DataFrame:
     """Raw item ids (integers or strings) -> dense 1..N in ascending raw-id order (PROTOCOL 2.3;
     0 is padding), independent of row order: ``raw_item_id``, ``item_index`` (int64)."""
-    raw_ids = np.unique(interactions["item_id"].to_numpy())  # sorted ascending
+    # Distinct ids by hashing, then sorted: np.unique would sort every row (slow for strings).
+    raw_ids = np.sort(pd.unique(interactions["item_id"].to_numpy()))
     return pd.DataFrame({"raw_item_id": raw_ids, "item_index": np.arange(1, len(raw_ids) + 1, dtype=np.int64)})
 
 
