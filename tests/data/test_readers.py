@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import yaml
+from conftest import PARAMETERS, REPO_ROOT
 
 from duet_pipeline.data.declarations import DatasetDeclaration, parse_declarations
 from duet_pipeline.data.events import (
@@ -27,9 +27,8 @@ from duet_pipeline.data.events import (
 from duet_pipeline.data.readers import RawDataError, part_files
 from duet_pipeline.features.samples import build_item_index
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_RATINGS = REPO_ROOT / "data" / "01_raw" / "ml-latest-small" / "ratings.csv"
-SHIPPED = yaml.safe_load((REPO_ROOT / "conf" / "base" / "datasets.yml").read_text())["datasets"]
+SHIPPED = PARAMETERS["datasets"]  # conf/base/datasets.yml
 DECLARED = parse_declarations(SHIPPED)
 COLUMNS = ["user_id", "item_id", "rating", "timestamp", "row_order"]
 # 2024-03-01T12:30:00Z, computed independently of the module under test.
