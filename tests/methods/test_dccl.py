@@ -21,7 +21,7 @@ from duet_pipeline.models.recommender import ModelConfig, Recommender, model_bun
 from duet_pipeline.parameters import ParameterError
 from duet_pipeline.training.loop import predict
 from duet_pipeline.training.models import CloudData
-from duet_pipeline.training.tensors import SampleTensors
+from duet_pipeline.samples import SampleTensors
 
 DIM = 8
 SEQ_LEN = 4

@@ -17,14 +17,15 @@ from duet_pipeline.methods import get_method
 from duet_pipeline.methods.common import Devices
 from duet_pipeline.methods.dynamic import DynamicOptions
 from duet_pipeline.models.backbones import BACKBONES
-from duet_pipeline.models.personal import PERSONAL_HEADS, RowInputs
+from duet_pipeline.models.heads import PERSONAL_HEADS
+from duet_pipeline.models.heads.base import RowInputs
 from duet_pipeline.models.recommender import (
     ModelConfig,
     Recommender,
     consecutive_runs,
     model_bundle,
 )
-from duet_pipeline.training.tensors import SampleTensors
+from duet_pipeline.samples import SampleTensors
 
 DIM = 8
 SEQ_LEN = 4

@@ -29,7 +29,8 @@ from duet_pipeline.methods.finetune import (
 from duet_pipeline.models.layers import HeadWeights, apply_head
 from duet_pipeline.models.recommender import ModelConfig, Recommender, model_bundle
 from duet_pipeline.parameters import ParameterError
-from duet_pipeline.training.tensors import RowsByUser, SampleTensors
+from duet_pipeline.samples import SampleTensors
+from duet_pipeline.training.tensors import RowsByUser
 
 from conftest import PARAMETERS, backbone_options, finetune_config
 

@@ -19,7 +19,8 @@ from duet_pipeline.models.backbones import (
     GRU4Rec,
     build_backbone,
 )
-from duet_pipeline.models.layers import HeadWeights, StaticHead, apply_head
+from duet_pipeline.models.heads.static import StaticHead
+from duet_pipeline.models.layers import HeadWeights, apply_head
 from duet_pipeline.models.recommender import ModelConfig, Recommender
 
 from conftest import PARAMETERS, REPO_ROOT, backbone_options

@@ -16,7 +16,7 @@ from torch import nn
 from duet_pipeline.models.backbones import BACKBONES
 from duet_pipeline.models.layers import HeadWeights, apply_head, apply_head_to_runs
 from duet_pipeline.models.position import FORMULAS, PositionWeights
-from duet_pipeline.models.ppg import ParameterGenerator, StackedGenerator, swa_mixing_weights
+from duet_pipeline.models.heads.generator import ParameterGenerator, StackedGenerator, swa_mixing_weights
 from duet_pipeline.models.recommender import ModelConfig, Recommender, load_model, model_bundle
 from duet_pipeline.methods import get_method
 from duet_pipeline.methods.duet import DuetOptions, duet_config, warm_start_from_base

@@ -27,7 +27,7 @@ from duet_pipeline.serving.device import OnnxDevice, check_device_model, export_
 from duet_pipeline.serving.generator import HeadGenerator, decode_head, flat_heads, log_generator, unflatten_head
 from duet_pipeline.serving.requests import HistoryRequest, RequestError, parse_histories
 from duet_pipeline.serving.serve import serve_command, serve_env
-from duet_pipeline.training.tensors import SampleTensors
+from duet_pipeline.samples import SampleTensors
 
 DIM, SEQ_LEN, NUM_ITEMS = 8, 5, 30
 RAW = {1000 + i: i for i in range(1, NUM_ITEMS + 1)}  # raw MovieLens id -> item index

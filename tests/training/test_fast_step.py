@@ -84,7 +84,7 @@ def test_the_optimised_step_gives_the_plain_steps_losses_and_gradients(backbone:
 @pytest.mark.parametrize("method", ["base", "duet+swa"])
 @pytest.mark.parametrize("backbone", list(BACKBONES))
 def test_batched_evaluation_scores_every_row_as_scoring_it_alone(backbone: str, method: str) -> None:
-    from duet_pipeline.training.tensors import SampleTensors
+    from duet_pipeline.samples import SampleTensors
 
     net = model(backbone, method).eval()
     history, target, label = grouped_batch(30, 7)

@@ -8,7 +8,7 @@ from duet_pipeline.models.recommender import ModelConfig, Recommender
 from duet_pipeline.parameters import ParameterError
 from duet_pipeline.training import loop
 from duet_pipeline.training.loop import evaluate, fit
-from duet_pipeline.training.tensors import SampleTensors
+from duet_pipeline.samples import SampleTensors
 
 from conftest import backbone_options, training_config
 

@@ -10,7 +10,8 @@ import torch
 from duet_pipeline.features.samples import samples_frame
 from duet_pipeline.training.loop import fit
 from duet_pipeline.training.streaming import StreamedSamples
-from duet_pipeline.training.tensors import SampleTensors, to_tensors
+from duet_pipeline.samples import SampleTensors
+from duet_pipeline.training.tensors import to_tensors
 
 from conftest import training_config
 from training.test_loop import ITEMS, learnable_samples, tiny_model

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
-    from duet_pipeline.training.tensors import SampleTensors
+    from duet_pipeline.samples import SampleTensors
 
 
 def predictions_frame(rows: SampleTensors, scores: np.ndarray, method: str) -> pd.DataFrame:

@@ -11,7 +11,8 @@ from duet_pipeline.evaluation.reporting import activity_table, metrics_table
 from duet_pipeline.methods import get_method
 from duet_pipeline.training.loop import TrainingConfig
 from duet_pipeline.training.models import CloudData, EpochCallback, Trained, train_base
-from duet_pipeline.training.tensors import SampleTensors, to_tensors
+from duet_pipeline.samples import SampleTensors
+from duet_pipeline.training.tensors import to_tensors
 
 from .grid import Cell, Unit
 

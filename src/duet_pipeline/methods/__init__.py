@@ -27,7 +27,7 @@ import pandas as pd
 from duet_pipeline.evaluation.predictions import predictions_frame
 from duet_pipeline.parameters import Block, ParameterError, parse_block
 from duet_pipeline.training.models import EpochCallback, train_base
-from duet_pipeline.training.tensors import SampleTensors
+from duet_pipeline.samples import SampleTensors
 
 from .common import CloudData, Devices, MethodSpec, Personalization, Trained
 

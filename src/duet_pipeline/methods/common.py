@@ -10,7 +10,7 @@ import torch
 
 from duet_pipeline.parameters import Block
 from duet_pipeline.training.models import CloudData, Trained
-from duet_pipeline.training.tensors import SampleTensors
+from duet_pipeline.samples import SampleTensors
 
 __all__ = ["CloudData", "Devices", "MethodSpec", "Personalization", "References", "Trained",
            "device_ms_per_candidate", "latency_percentiles",

@@ -42,7 +42,8 @@ from duet_pipeline.models.recommender import Recommender, load_model, model_bund
 from duet_pipeline.parameters import Block
 from duet_pipeline.training.loop import TrainingConfig, cross_entropy, fit, predict
 from duet_pipeline.training.models import CloudData, EpochCallback, Trained
-from duet_pipeline.training.tensors import RowsByUser, SampleTensors
+from duet_pipeline.samples import SampleTensors
+from duet_pipeline.training.tensors import RowsByUser
 
 from .common import Devices, MethodSpec, Personalization, device_ms_per_candidate, spread_evenly
 from .finetune import ADAM_BETAS, ADAM_EPS, user_steps

@@ -1,9 +1,9 @@
 """The dynamic-weight family's common frame (issue 11): one cloud recipe, one serving
 simulation and one cost report for every method whose model has a personalised head
-(:mod:`duet_pipeline.models.personal`).
+(:mod:`duet_pipeline.models.heads`).
 
-A family member is a method module (``lhuc.py``, ``ppnet.py``, ...) holding its head
-class, its ``SPEC`` and its options, which derive from :class:`DynamicOptions`; it
+A family member is a method module (``lhuc.py``, ``ppnet.py``, ...) holding its ``SPEC``
+and its options (its head class lives in ``models/heads/``), which derive from :class:`DynamicOptions`; it
 re-exports ``train``, ``needs_base_model`` and ``personalize`` from here.
 
 Like DUET, each trains jointly with the backbone in the cloud, from scratch, under
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from duet_pipeline.models.personal import PersonalHead
+from duet_pipeline.models.heads.base import PersonalHead
 from duet_pipeline.models.recommender import (
     Recommender,
     base_model_config,

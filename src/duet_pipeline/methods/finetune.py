@@ -26,7 +26,8 @@ from duet_pipeline.models.recommender import Recommender, consecutive_runs, load
 from duet_pipeline.parameters import Block
 from duet_pipeline.training.cores import CoreShare
 from duet_pipeline.training.loop import cross_entropy
-from duet_pipeline.training.tensors import RowsByUser, SampleTensors
+from duet_pipeline.samples import SampleTensors
+from duet_pipeline.training.tensors import RowsByUser
 
 from .common import Devices, MethodSpec, Personalization, spread_evenly
 

@@ -93,19 +93,6 @@ def apply_head(user_vector: torch.Tensor, weights: HeadWeights) -> torch.Tensor:
     return out.squeeze(1)
 
 
-class StaticHead(nn.Module):
-    """The base model's head: the same learned MLP for every device."""
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.layer1 = nn.Linear(dim, dim)
-        self.layer2 = nn.Linear(dim, dim)
-
-    def weights(self, history_emb: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> HeadWeights:
-        """The shared head; the history is ignored (same signature as generated heads)."""
-        return HeadWeights(self.layer1.weight, self.layer1.bias, self.layer2.weight, self.layer2.bias)
-
-
 def run_slots(row_of: torch.Tensor, runs: int) -> tuple[torch.Tensor, int]:
     """Each row's place within its run (``row_of`` non-decreasing) and the longest run."""
     first_row = torch.searchsorted(row_of, torch.arange(runs, device=row_of.device))

@@ -18,7 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import StaticHead, linear_per_run
+from .heads.static import StaticHead
+from .layers import linear_per_run
 
 PATCH_POSITIONS = ("user", "hidden")
 

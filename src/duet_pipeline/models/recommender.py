@@ -3,7 +3,7 @@
 Score = <head(u), target_vector>, with u = backbone(history, target). The head is
 either the static head (the base model: one head for every device), the parameter
 generator (DUET: one head per request, generated from its history) or a personalised
-head of the dynamic-weight family (models/personal.py: the head's layers gated, mixed or
+head of the dynamic-weight family (models/heads/: the head's layers gated, mixed or
 extended per request). Position weights
 (DUET-PA) scale the history embeddings that enter the generator and, optionally,
 the backbone.
@@ -20,10 +20,12 @@ from torch import nn
 from duet_pipeline.parameters import Block, parse_block
 
 from .backbones import build_backbone
-from .layers import HeadWeights, StaticHead, TargetTower, apply_head, apply_head_to_runs, item_embedding
-from .personal import PersonalHead, RowInputs, build_personal_head
+from .heads.generator import ParameterGenerator
+from .heads.static import StaticHead
+from .layers import HeadWeights, TargetTower, apply_head, apply_head_to_runs, item_embedding
+from .heads import build_personal_head
+from .heads.base import PersonalHead, RowInputs
 from .position import PositionWeights
-from .ppg import ParameterGenerator
 
 
 @dataclass

@@ -19,7 +19,8 @@ from duet_pipeline.methods.common import Devices, spread_evenly
 from duet_pipeline.models.layers import HeadWeights, apply_head
 from duet_pipeline.models.recommender import Recommender, load_model
 from duet_pipeline.training.loop import predict
-from duet_pipeline.training.tensors import RowsByUser, SampleTensors
+from duet_pipeline.samples import SampleTensors
+from duet_pipeline.training.tensors import RowsByUser
 
 INPUTS = ("history", "candidates", "w1", "b1", "w2", "b2")
 

@@ -20,7 +20,9 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .loop import FitResult, Replica, RowLoss, TrainingConfig, TrainSource, fit_replica, resolve_device
-from .tensors import CompactSamples, SampleTensors
+from duet_pipeline.samples import SampleTensors
+
+from .tensors import CompactSamples
 
 
 def fit_distributed(model: nn.Module, train: TrainSource, validation: SampleTensors | CompactSamples, config: TrainingConfig,

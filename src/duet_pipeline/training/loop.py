@@ -20,7 +20,9 @@ from duet_pipeline.parameters import Block, parse_block
 
 from .cores import CoreShare
 from .streaming import StreamedSamples
-from .tensors import CompactSamples, SampleTensors
+from duet_pipeline.samples import SampleTensors
+
+from .tensors import CompactSamples
 
 # Batches between two checks of the cores' share (a directory listing, ~50 us).
 SHARE_CHECK_BATCHES = 32

@@ -16,7 +16,9 @@ import torch
 from duet_pipeline.models.recommender import Recommender, base_model_config, model_bundle
 
 from .loop import FitResult, TrainingConfig, TrainSource, fit
-from .tensors import CompactSamples, SampleTensors
+from duet_pipeline.samples import SampleTensors
+
+from .tensors import CompactSamples
 
 logger = logging.getLogger(__name__)
 

@@ -24,7 +24,9 @@ import pyarrow.parquet as pq
 
 from duet_pipeline.features.samples import SAMPLE_COLUMNS, arrow_list_matrix
 
-from .tensors import SampleTensors, expand
+from duet_pipeline.samples import SampleTensors
+
+from .tensors import expand
 
 # Positives held for the in-buffer shuffle; ~130 MB of int64 samples.
 DEFAULT_SHUFFLE_BUFFER = 1_000_000

@@ -23,8 +23,9 @@ import math
 import torch
 from torch import nn
 
-from .backbones import masked_gru
-from .layers import HeadWeights, StaticHead
+from ..backbones import masked_gru
+from ..layers import HeadWeights
+from .static import StaticHead
 
 
 def swa_mixing_weights(stacked: torch.Tensor, temperature: float) -> torch.Tensor:

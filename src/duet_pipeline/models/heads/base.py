@@ -17,22 +17,23 @@ Neutral start: every gate starts at exactly 1 (``Gate``: zero last layer under
 layers ``layer1``/``layer2`` (named as the base model's ``StaticHead``), so an untrained
 head with the base model's weights scores exactly as the base model.
 
-A head class is defined in its method's module (``duet_pipeline.methods.<name>``) and
-registers itself here under its ``name``, so a model rebuilt from its config finds it.
+A head class lives in its own file of this package (``models/heads/<name>.py``) and
+registers itself under its ``name`` when the package imports it, so a model rebuilt from
+its config finds it; the method that trains it (``duet_pipeline.methods.<name>``) only
+names it.
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
 
-from .backbones import masked_gru
+from ..backbones import masked_gru
 
 if TYPE_CHECKING:
-    from duet_pipeline.training.tensors import SampleTensors
+    from duet_pipeline.samples import SampleTensors
 
 # name -> head class, filled by every subclass of PersonalHead that sets `name`.
 PERSONAL_HEADS: dict[str, type[PersonalHead]] = {}
@@ -133,15 +134,3 @@ class PersonalHead(nn.Module):
         cloud_only = {id(p) for name, p in self.named_parameters() if name.startswith(self.cloud_only)}
         static = {id(p) for p in (*self.layer1.parameters(), *self.layer2.parameters())}
         return [p for p in self.parameters() if id(p) not in cloud_only | static]
-
-
-def build_personal_head(options: dict[str, Any], dim: int, max_seq_len: int, num_items: int) -> PersonalHead:
-    """The head named ``options["name"]`` with the rest of ``options`` as its keyword arguments."""
-    name = options["name"]
-    if name not in PERSONAL_HEADS:
-        # Heads live in their method modules: importing the methods package registers them.
-        importlib.import_module("duet_pipeline.methods")
-    if name not in PERSONAL_HEADS:
-        raise ValueError(f"unknown personalised head '{name}'; registered: {sorted(PERSONAL_HEADS)}")
-    kwargs = {k: v for k, v in options.items() if k != "name"}
-    return PERSONAL_HEADS[name](dim, max_seq_len, num_items, **kwargs)
