@@ -9,7 +9,8 @@ registered version's tags). Starts `mlflow models serve` itself when nothing ans
 `serving.host:serving.port`, and stops it at the end.
 
 1. Every device (or `--devices` of them, spread evenly) sends its current history (raw
-   MovieLens ids, most recent last) to the server, scores its test candidates with the ONNX
+   MovieLens ids, most recent last) to the server, asking for `--encoding` (float32,
+   float16 or int8), decodes the message and scores its test candidates with the ONNX
    device model and the head it received: the AUC over those devices, set against the
    in-process DUET model's AUC on the same devices.
 2. Load at each concurrency: `--requests` requests (devices' histories in turn) from that
@@ -46,7 +47,8 @@ from duet_pipeline.models.recommender import load_model
 from duet_pipeline.project import load_parameters
 from duet_pipeline.serving.config import ServingParams
 from duet_pipeline.serving.device import OnnxDevice
-from duet_pipeline.serving.generator import decode_head, unflatten_head
+from duet_pipeline.serving.encodings import ENCODINGS, decode_message, payload_bytes
+from duet_pipeline.serving.generator import head_weights_of
 from duet_pipeline.serving.serve import TRACKING_URI, latest_model_uri, serve_command, serve_env
 from duet_pipeline.training.loop import predict
 from duet_pipeline.training.tracking import RUNS_EXPERIMENT_TAGS
@@ -64,6 +66,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=1000, help="requests per concurrency level")
     parser.add_argument("--concurrency", default="1,4,16", help="client threads, comma-separated")
     parser.add_argument("--time-limit", type=float, default=60.0, help="seconds per concurrency level, at most")
+    parser.add_argument("--encoding", choices=ENCODINGS, default="float32", help="the payload encoding devices ask for")
     return parser.parse_args()
 
 
@@ -83,11 +86,11 @@ def load_catalog(dataset: str, backbone: str) -> dict:
 _CONNECTIONS = threading.local()
 
 
-def post(url: str, histories: list[list[int]]) -> tuple[int, dict, float]:
+def post(url: str, histories: list[list[int]], encoding: str) -> tuple[int, dict, float]:
     """One request on this thread's kept-alive connection (as a device keeps its
     connection open): status, answer and round-trip milliseconds."""
     address = urllib.parse.urlsplit(url)
-    body = json.dumps({"inputs": [{"history": h} for h in histories]}).encode()
+    body = json.dumps({"inputs": [{"history": h, "encoding": encoding} for h in histories]}).encode()
     started = time.perf_counter()
     try:
         if getattr(_CONNECTIONS, "connection", None) is None:
@@ -135,7 +138,7 @@ def registered_tags(name: str) -> dict[str, str]:
     return max(versions, key=lambda v: int(v.version)).tags
 
 
-def auc_check(url: str, data: dict, devices: int) -> tuple[dict[str, float], list[list[int]]]:
+def auc_check(url: str, data: dict, devices: int, encoding: str) -> tuple[dict[str, float], list[list[int]]]:
     """Every chosen device over HTTP + ONNX, against the in-process model on the same devices."""
     test = to_tensors(data["test"])
     users, windows = Devices(test).current_histories()
@@ -149,20 +152,20 @@ def auc_check(url: str, data: dict, devices: int) -> tuple[dict[str, float], lis
         path = Path(folder) / "device_model.onnx"
         path.write_bytes(data["onnx"])
         device = OnnxDevice(path)
-    dim = load_model(data["model"]).config.dim
     rows_of = RowsByUser(test.user)
     scores = np.zeros(len(test), dtype=np.float32)
     device_ms, errors, payload = [], 0, 0
     for k, user in enumerate(users.tolist()):
-        status, answer, _ = post(f"{url}/invocations", [histories[k]])
+        status, answer, _ = post(f"{url}/invocations", [histories[k]], encoding)
         if status != 200:
             errors += 1
             continue
-        head = decode_head(answer["predictions"][0]["head"])
-        payload = len(head) * 4
+        message = answer["predictions"][0]["message"]
+        payload = payload_bytes(message)
         rows = rows_of(user)
         started = time.perf_counter()
-        scores[rows.numpy()] = device.score(windows[k].numpy(), test.target[rows].numpy(), unflatten_head(head, dim))
+        head = head_weights_of(decode_message(message, encoding))
+        scores[rows.numpy()] = device.score(windows[k].numpy(), test.target[rows].numpy(), head)
         device_ms.append((time.perf_counter() - started) * 1000)
     served = compute_metrics(test.user.numpy(), test.label.numpy(), scores)["auc"]
     in_process = compute_metrics(test.user.numpy(), test.label.numpy(), predict(load_model(data["model"]), test))["auc"]
@@ -172,14 +175,15 @@ def auc_check(url: str, data: dict, devices: int) -> tuple[dict[str, float], lis
             histories)
 
 
-def load_level(url: str, histories: list[list[int]], concurrency: int, requests: int, limit: float) -> dict[str, float]:
+def load_level(url: str, histories: list[list[int]], concurrency: int, requests: int, limit: float,
+               encoding: str) -> dict[str, float]:
     """``requests`` single-history requests from ``concurrency`` threads, stopped at ``limit`` s."""
     deadline = time.monotonic() + limit
 
     def one(k: int) -> tuple[int, float] | None:
         if time.monotonic() > deadline:
             return None
-        status, _, ms = post(f"{url}/invocations", [histories[k % len(histories)]])
+        status, _, ms = post(f"{url}/invocations", [histories[k % len(histories)]], encoding)
         return status, ms
 
     started = time.perf_counter()
@@ -203,8 +207,8 @@ def main() -> None:
     url = f"http://{serving.host}:{serving.port}"
     server = start_server(serving, url)
     try:
-        check, histories = auc_check(url, data, args.devices)
-        levels = {c: load_level(url, histories, c, args.requests, args.time_limit)
+        check, histories = auc_check(url, data, args.devices, args.encoding)
+        levels = {c: load_level(url, histories, c, args.requests, args.time_limit, args.encoding)
                   for c in (int(c) for c in args.concurrency.split(","))}
     finally:
         if server is not None:
@@ -224,7 +228,7 @@ def report(args: argparse.Namespace, tags: dict[str, str], serving: ServingParam
                  (f"requests/s, concurrency {c}", f"{level['requests_per_second']:.0f} ({level['requests']:.0f} requests)")]
     rows += [("ONNX scoring per device", f"{check['onnx_ms_p50']:.3f} ms p50 (100 candidates)"),
              ("ONNX device model size", f"{check['onnx_bytes'] / 1e6:.2f} MB"),
-             ("payload per request", f"{check['payload_bytes']:.0f} bytes"), ("errors", f"{errors:.0f}")]
+             (f"payload per request ({args.encoding})", f"{check['payload_bytes']:.0f} bytes"), ("errors", f"{errors:.0f}")]
     previous = previous_figures(SECTION)
     table = ["| measure | target | this run | previous run |", "|---|---|---|---|"]
     table += [f"| {m} | {TARGETS.get(m, '')} | {f} | {previous.get(m, '-')} |" for m, f in rows]

@@ -24,7 +24,8 @@ from duet_pipeline.models.backbones import BACKBONES
 from duet_pipeline.models.layers import HeadWeights
 from duet_pipeline.models.recommender import ModelConfig, Recommender, model_bundle
 from duet_pipeline.serving.device import OnnxDevice, check_device_model, export_device_model
-from duet_pipeline.serving.generator import HeadGenerator, decode_head, flat_heads, log_generator, unflatten_head
+from duet_pipeline.serving.encodings import ENCODINGS, decode_message, decode_tensor, encode_tensor, payload_bytes
+from duet_pipeline.serving.generator import HeadGenerator, head_messages, head_weights_of, log_generator
 from duet_pipeline.serving.requests import HistoryRequest, RequestError, parse_histories
 from duet_pipeline.serving.serve import serve_command, serve_env
 from duet_pipeline.samples import SampleTensors
@@ -83,13 +84,55 @@ def test_the_pyfunc_generator_equals_the_in_process_one(tmp_path):
     reference.model.load_state_dict(bundle["state_dict"])
     parsed = parse_histories(histories, RAW, SEQ_LEN)
     with torch.no_grad():
-        expected = flat_heads(reference.model.head_weights(torch.from_numpy(parsed.history)))
-        static = flat_heads(HeadWeights(*(t.unsqueeze(0) for t in reference.model.head.static_head.weights().tensors())))
-    heads = np.stack([decode_head(a["head"]) for a in answer])
-    assert heads.shape == (4, HEAD_FLOATS) and heads.dtype == np.float32
-    np.testing.assert_allclose(heads[:3], expected[:3], rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(heads[3], static[0], rtol=1e-6, atol=1e-7)  # empty history: the static head
+        expected = head_messages(reference.model.head_weights(torch.from_numpy(parsed.history)))
+        static = head_messages(HeadWeights(*(t.unsqueeze(0) for t in reference.model.head.static_head.weights().tensors())))
+    received = [decode_message(a["message"], a["encoding"]) for a in answer]
+    assert {a["encoding"] for a in answer} == {"float32"}
+    assert payload_bytes(answer[0]["message"]) == 4 * HEAD_FLOATS
+    for got, want in zip(received, [*expected[:3], static[0]]):  # empty history: the static head
+        for name in want:
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-6, atol=1e-7)
     assert [a["truncated"] for a in answer] == [0, 0, 1, 0] and [a["cold_start"] for a in answer] == [0, 0, 0, 1]
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_an_encoded_tensor_comes_back_within_its_bound(encoding):
+    """float32 exact; float16 within 2^-11 relative; int8 within half a step of its row's
+    scale (max |row| / 127), with a zero row staying zero."""
+    rng = np.random.default_rng(0)
+    values = (rng.standard_normal((6, 9)) * np.array([[1e-3], [0.1], [1], [10], [0], [3]])).astype(np.float32)
+    for tensor in (values, values[2], values[4]):
+        sent = encode_tensor(tensor, encoding)
+        back = decode_tensor(sent.model_dump(), encoding)
+        assert back.shape == tensor.shape and back.dtype == np.float32
+        if encoding == "float32":
+            np.testing.assert_array_equal(back, tensor)
+        elif encoding == "float16":
+            np.testing.assert_allclose(back, tensor, rtol=2.0 ** -11, atol=0)
+        else:
+            rows = tensor.reshape(tensor.shape[0] if tensor.ndim > 1 else 1, -1)
+            step = np.abs(rows).max(axis=1, keepdims=True) / 127
+            assert (np.abs(back.reshape(rows.shape) - rows) <= step / 2 + 1e-7 * np.abs(rows)).all()
+    sizes = {name: payload_bytes({"t": encode_tensor(values, name)}) for name in ("float32", "float16", "int8")}
+    assert sizes == {"float32": 4 * 54, "float16": 2 * 54, "int8": 54 + 4 * 6}
+
+
+def test_the_generator_answers_in_the_encoding_each_request_asks_for(tmp_path):
+    bundle = duet_bundle()
+    generator = HeadGenerator()
+    generator.setup(Recommender(ModelConfig(**bundle["config"])), ITEM_INDEX, "x")
+    generator.model.load_state_dict(bundle["state_dict"])
+    answers = generator.respond([[1001, 1002]] * 3, list(ENCODINGS))
+    exact = decode_message(answers[0].message, "float32")
+    for answer, encoding in zip(answers, ENCODINGS):
+        assert answer.encoding == encoding
+        for name, values in decode_message(answer.message, encoding).items():
+            np.testing.assert_allclose(values, exact[name], atol=np.abs(exact[name]).max() / 127)
+    # int8: a byte per value and a float32 scale per row (w1, w2: DIM rows each; b1, b2: one).
+    assert [payload_bytes(a.message) for a in answers] == [4 * HEAD_FLOATS, 2 * HEAD_FLOATS,
+                                                            HEAD_FLOATS + 4 * (2 * DIM + 2)]
+    with pytest.raises(pydantic.ValidationError, match="encoding"):
+        HistoryRequest.model_validate({"history": [1001], "encoding": "int4"})
 
 
 def test_a_string_keyed_dataset_is_served_string_ids(tmp_path):
@@ -110,7 +153,7 @@ def test_a_string_keyed_dataset_is_served_string_ids(tmp_path):
             by_string.predict([{"history": [1001, 1002]}])
     finally:
         mlflow.set_tracking_uri(None)
-    assert [a["head"] for a in answer] == [a["head"] for a in expected]
+    assert [a["message"] for a in answer] == [a["message"] for a in expected]
     assert [a["unknown_items"] for a in answer] == [0, 1, 0] and [a["cold_start"] for a in answer] == [0, 0, 1]
 
 
@@ -135,7 +178,9 @@ def test_the_onnx_device_model_scores_as_pytorch(backbone, tmp_path):
     assert report["max_abs_difference"] < 1e-5 and report["devices"] == 4 and report["onnx_bytes"] == size
     # Any number of candidates (the candidate axis is dynamic), and a received head used as sent.
     flat = np.linspace(-0.5, 0.5, HEAD_FLOATS, dtype=np.float32)
-    scores = OnnxDevice(path).score(np.array([0, 0, 3, 4, 5]), np.arange(1, 12), unflatten_head(flat, DIM))
+    w1, b1, w2, b2 = np.split(flat, np.cumsum([DIM * DIM, DIM, DIM * DIM])[:3])
+    head = head_weights_of({"w1": w1.reshape(DIM, DIM), "b1": b1, "w2": w2.reshape(DIM, DIM), "b2": b2})
+    scores = OnnxDevice(path).score(np.array([0, 0, 3, 4, 5]), np.arange(1, 12), head)
     assert scores.shape == (11,) and np.isfinite(scores).all()
 
 
@@ -184,10 +229,11 @@ def test_a_real_server_answers_and_refuses_bad_requests(tmp_path):
         status, good = post(f"{url}/invocations", records([1001, 1002, 99]))
         assert status == 200
         answer = good["predictions"][0]
-        assert len(decode_head(answer["head"])) == HEAD_FLOATS and answer["unknown_items"] == 1
+        assert payload_bytes(answer["message"]) == 4 * HEAD_FLOATS and answer["unknown_items"] == 1
         bad = [b"", b"{not json", records("1001"), records([1.5, 2]), records([[1001]]), records(None), records([True]),
                records(), json.dumps({"inputs": [{"items": [1001]}]}).encode(),
-               json.dumps({"dataframe_records": [{"history": [1001]}]}).encode()]
+               json.dumps({"dataframe_records": [{"history": [1001]}]}).encode(),
+               json.dumps({"inputs": [{"history": [1001], "encoding": "int4"}]}).encode()]
         for body in bad:
             status, refused = post(f"{url}/invocations", body)
             assert 400 <= status < 500, (body, status, refused)

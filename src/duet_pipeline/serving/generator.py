@@ -1,13 +1,13 @@
 """The head generator as an MLflow pyfunc model: raw item ids in, each request's head out.
 
-Input: ``{"inputs": [{"history": [...]}, ...]}``, one request per element, each a list of
-raw item ids of the dataset's type (integers for MovieLens, strings for a string-keyed log:
-:class:`StringKeyedHeadGenerator`), most recent last (:mod:`.requests` says what happens to anything
-else). Output, per request: ``head`` (the generated head's w1, b1, w2, b2 flattened,
-2 d^2 + 2 d float32 values, as base64 of their little-endian bytes: exact, and JSON
-encodes one string in microseconds where 2,112 floats as text take 2 ms; decode with
-:func:`decode_head`), ``unknown_items``, ``truncated``, ``cold_start`` and
-``model_version`` (a digest of the weights; the registry maps it to its run).
+Input: ``{"inputs": [{"history": [...], "encoding": "int8"}, ...]}``, one request per
+element, each a list of raw item ids of the dataset's type (integers for MovieLens, strings
+for a string-keyed log: :class:`StringKeyedHeadGenerator`), most recent last, and the
+encoding of the answer (float32 when absent; :mod:`.requests` says what happens to anything
+else). Output, per request: ``message`` (the generated head's ``w1``, ``b1``, ``w2``, ``b2``,
+each ``{"shape", "data", "scale"}`` in the requested ``encoding``: decode with
+:func:`duet_pipeline.serving.encodings.decode_message`), ``unknown_items``, ``truncated``,
+``cold_start`` and ``model_version`` (a digest of the weights; the registry maps it to its run).
 
 The signature comes from ``predict``'s type hints (pydantic models), so the scoring
 server hands the parsed JSON straight to ``predict``: no DataFrame is built on the way in
@@ -18,7 +18,6 @@ and keeps serving: the model holds no state that a request changes.
 """
 from __future__ import annotations
 
-import base64
 import hashlib
 import pickle
 import tempfile
@@ -35,6 +34,7 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from duet_pipeline.models.layers import HeadWeights
 from duet_pipeline.models.recommender import Recommender, load_model
 
+from .encodings import encode_message
 from .requests import HeadAnswer, HistoryRequest, RequestError, StringHistoryRequest, parse_histories
 
 
@@ -46,26 +46,18 @@ def weights_digest(bundle: dict[str, Any]) -> str:
     return digest.hexdigest()[:12]
 
 
-def flat_heads(heads: HeadWeights) -> np.ndarray:
-    """Per-request heads (B, ...) -> (B, 2 d^2 + 2 d) float32: w1, b1, w2, b2 in order."""
-    return torch.cat([t.reshape(len(heads.w1), -1) for t in heads.tensors()], dim=1).numpy().astype(np.float32)
+HEAD_TENSORS = ("w1", "b1", "w2", "b2")
 
 
-def encode_head(flat: np.ndarray) -> str:
-    return base64.b64encode(np.asarray(flat, dtype="<f4").tobytes()).decode("ascii")
+def head_messages(heads: HeadWeights) -> list[dict[str, np.ndarray]]:
+    """Per-request heads (B, ...) -> one message per request: w1, b1, w2, b2 as float32."""
+    arrays = [t.detach().numpy().astype(np.float32) for t in heads.tensors()]
+    return [dict(zip(HEAD_TENSORS, (array[row] for array in arrays))) for row in range(len(arrays[0]))]
 
 
-def decode_head(text: str) -> np.ndarray:
-    """A served ``head`` -> its flat float32 values (w1, b1, w2, b2)."""
-    return np.frombuffer(base64.b64decode(text), dtype="<f4")
-
-
-def unflatten_head(flat: np.ndarray, dim: int) -> tuple[np.ndarray, ...]:
-    """One flattened head -> (w1, b1, w2, b2)."""
-    flat = np.asarray(flat, dtype=np.float32)
-    sizes = [dim * dim, dim, dim * dim, dim]
-    w1, b1, w2, b2 = np.split(flat, np.cumsum(sizes)[:-1])
-    return w1.reshape(dim, dim), b1, w2.reshape(dim, dim), b2
+def head_weights_of(message: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+    """A decoded message -> (w1, b1, w2, b2), as the device model takes them."""
+    return tuple(np.asarray(message[name], dtype=np.float32) for name in HEAD_TENSORS)
 
 
 class HeadGenerator(mlflow.pyfunc.PythonModel):
@@ -89,27 +81,27 @@ class HeadGenerator(mlflow.pyfunc.PythonModel):
     # The type hints are the signature: MLflow validates each request against HistoryRequest
     # (strict: 400 naming the request and the value) before predict runs.
     def predict(self, context: Any, model_input: list[HistoryRequest], params: dict[str, Any] | None = None) -> list[HeadAnswer]:
-        return self.respond([request.history for request in model_input])
+        return self.respond([request.history for request in model_input], [request.encoding for request in model_input])
 
-    def respond(self, histories: list[list]) -> list[HeadAnswer]:
+    def respond(self, histories: list[list], encodings: list[str]) -> list[HeadAnswer]:
         """Validated histories -> answers; a request the policy refuses raises MLflow's 400."""
         try:
             parsed = parse_histories(histories, self.item_index, self.model.config.max_seq_len)
         except RequestError as error:
             raise MlflowException(str(error), error_code=INVALID_PARAMETER_VALUE) from None
-        return self.answer(parsed)
+        return self.answer(parsed, encodings)
 
     @torch.inference_mode()
-    def answer(self, parsed: Any) -> list[HeadAnswer]:
-        heads = flat_heads(self.model.head_weights(torch.from_numpy(parsed.history)))
-        cold = parsed.cold_start.astype(bool)
-        if cold.any():
-            static = self.model.head.static_head.weights()
-            heads[cold] = flat_heads(HeadWeights(*(t.unsqueeze(0) for t in static.tensors())))
-        return [HeadAnswer(head=encode_head(head), unknown_items=int(unknown), truncated=int(truncated),
-                           cold_start=int(cold_start), model_version=self.version)
-                for head, unknown, truncated, cold_start in zip(heads, parsed.unknown_items, parsed.truncated,
-                                                                parsed.cold_start)]
+    def answer(self, parsed: Any, encodings: list[str]) -> list[HeadAnswer]:
+        heads = self.model.head_weights(torch.from_numpy(parsed.history))
+        static = HeadWeights(*(t.unsqueeze(0) for t in self.model.head.static_head.weights().tensors()))
+        static_message = head_messages(static)[0]
+        messages = [static_message if cold else message
+                    for message, cold in zip(head_messages(heads), parsed.cold_start.astype(bool))]
+        return [HeadAnswer(encoding=encoding, message=encode_message(message, encoding), unknown_items=int(unknown),
+                           truncated=int(truncated), cold_start=int(cold_start), model_version=self.version)
+                for message, encoding, unknown, truncated, cold_start in zip(
+                    messages, encodings, parsed.unknown_items, parsed.truncated, parsed.cold_start)]
 
 
 class StringKeyedHeadGenerator(HeadGenerator):
@@ -118,7 +110,7 @@ class StringKeyedHeadGenerator(HeadGenerator):
     def predict(self, context: Any, model_input: list[StringHistoryRequest],
                 params: dict[str, Any] | None = None) -> list[HeadAnswer]:
         # Not super().predict: MLflow validates each predict against its own type hints.
-        return self.respond([request.history for request in model_input])
+        return self.respond([request.history for request in model_input], [request.encoding for request in model_input])
 
 
 def generator_for(item_index: pd.DataFrame) -> HeadGenerator:

@@ -24,12 +24,20 @@ from dataclasses import dataclass
 import numpy as np
 import pydantic
 
+from .encodings import EncodedTensor, check_encoding
+
 
 class HistoryRequest(pydantic.BaseModel):
-    """One request: the device's history. Strict: ``"5"``, ``5.0`` and ``true`` are not ids."""
+    """One request: the device's history, and how the answer's message is encoded (float32
+    unless asked). Strict: ``"5"``, ``5.0`` and ``true`` are not ids."""
 
     model_config = pydantic.ConfigDict(strict=True, extra="forbid")
     history: list[int]
+    # str, not a Literal: MLflow turns these type hints into the model's signature, and
+    # takes no Literal; the validator below holds the choice.
+    encoding: str = "float32"
+
+    _known_encoding = pydantic.field_validator("encoding")(check_encoding)
 
 
 class StringHistoryRequest(pydantic.BaseModel):
@@ -37,13 +45,17 @@ class StringHistoryRequest(pydantic.BaseModel):
 
     model_config = pydantic.ConfigDict(strict=True, extra="forbid")
     history: list[str]
+    encoding: str = "float32"
+
+    _known_encoding = pydantic.field_validator("encoding")(check_encoding)
 
 
 class HeadAnswer(pydantic.BaseModel):
-    """One answer: the head (base64 of w1, b1, w2, b2 as little-endian float32) and what the
-    policy did to the request."""
+    """One answer: the head's message (named tensors in the requested encoding,
+    :mod:`.encodings`) and what the policy did to the request."""
 
-    head: str
+    encoding: str
+    message: dict[str, EncodedTensor]
     unknown_items: int
     truncated: int
     cold_start: int
