@@ -8,6 +8,8 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 .PHONY: run test viz notebook mlflow-ui serve simulate-devices benchmark benchmark-kedro-run benchmark-data benchmark-ingestion benchmark-speed benchmark-scale clean-outputs
 
 DATASET ?= ml-100k
+METHOD ?= duet+swa
+ENCODING ?= float32
 GRID_ARGS ?=
 SPEED_ARGS ?=  # --grid also times the full ml-100k grid (over an hour)
 
@@ -49,7 +51,7 @@ serve: $(VENV)/.installed  ## the latest registered head generator on 127.0.0.1:
 	$(BIN)/python -m duet_pipeline.serving.serve
 
 simulate-devices: $(VENV)/.installed  ## devices over HTTP against the served generator, ONNX on the device; writes docs/benchmarks.md
-	$(BIN)/python benchmarks/simulate_devices.py $(SIMULATE_ARGS)
+	$(BIN)/python benchmarks/simulate_devices.py --method $(METHOD) --encoding $(ENCODING) $(SIMULATE_ARGS)
 
 benchmark: $(VENV)/.installed  ## the paper's grid on DATASET (resumable); writes docs/RESULTS.md
 	$(BIN)/python benchmarks/grid.py --dataset $(DATASET) $(GRID_ARGS)

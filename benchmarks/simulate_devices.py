@@ -17,8 +17,10 @@ registered version's tags). Starts `mlflow models serve` itself when nothing ans
    many client threads, bounded by `--time-limit` seconds: requests/s, round-trip p50 /
    p99, errors.
 
-Writes the `device_simulator` section of docs/benchmarks.md and logs the figures to the
-MLflow experiment `device_simulator`.
+`--method` picks the served method (any with a cloud half; default `serving.method`),
+`--encoding` the payload encoding. Each run replaces its (method, encoding) row of
+docs/results/device_simulator.csv, rewrites the `device_simulator` table of
+docs/benchmarks.md from it and logs the figures to the MLflow experiment `device_simulator`.
 """
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 
-from common import REPO_ROOT, machine, previous_figures, today, write_section
+from common import REPO_ROOT, machine, today, write_section
 
 from duet_pipeline.evaluation.metrics import compute_metrics
 from duet_pipeline.methods.common import Devices, spread_evenly
@@ -48,16 +50,12 @@ from duet_pipeline.project import load_parameters
 from duet_pipeline.serving.config import ServingParams
 from duet_pipeline.serving.device import OnnxDevice
 from duet_pipeline.serving.encodings import ENCODINGS, decode_message, payload_bytes
-from duet_pipeline.serving.generator import head_weights_of
 from duet_pipeline.serving.serve import TRACKING_URI, latest_model_uri, serve_command, serve_env
 from duet_pipeline.training.loop import predict
 from duet_pipeline.training.tracking import RUNS_EXPERIMENT_TAGS
 from duet_pipeline.training.tensors import RowsByUser, to_tensors
 
 SECTION = "device_simulator"
-TARGETS = {"round trip p50, concurrency 1": "< 5 ms", "round trip p99, concurrency 1": "< 20 ms",
-           "requests/s, concurrency 16": ">= 300", "ONNX scoring per device": "< 1 ms",
-           "errors": "0", "AUC, over HTTP + ONNX vs in-process": "equal to 1e-4"}
 
 
 def parse_args() -> argparse.Namespace:
@@ -67,10 +65,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--concurrency", default="1,4,16", help="client threads, comma-separated")
     parser.add_argument("--time-limit", type=float, default=60.0, help="seconds per concurrency level, at most")
     parser.add_argument("--encoding", choices=ENCODINGS, default="float32", help="the payload encoding devices ask for")
+    parser.add_argument("--method", default=None, help="the served method (default: serving.method in conf/)")
     return parser.parse_args()
 
 
-def load_catalog(dataset: str, backbone: str) -> dict:
+def load_catalog(dataset: str, backbone: str, method: str) -> dict:
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
@@ -78,9 +77,9 @@ def load_catalog(dataset: str, backbone: str) -> dict:
     with KedroSession.create(project_path=REPO_ROOT, runtime_params={"dataset": dataset, "backbone": backbone}) as s:
         context = s.load_context()
         catalog = context.catalog
-        serving = ServingParams.from_params(context.params["serving"])
+        serving = ServingParams.from_params({**context.params["serving"], "method": method})
         return {"serving": serving, "test": catalog.load("test_samples"), "item_index": catalog.load("item_index"),
-                "onnx": catalog.load("device_model_onnx"), "model": catalog.load(f"{serving.model_key}_model")}
+                "onnx": catalog.load(f"{serving.method_key}_device_onnx"), "model": catalog.load(f"{serving.model_key}_model")}
 
 
 _CONNECTIONS = threading.local()
@@ -118,8 +117,8 @@ def start_server(serving: ServingParams, url: str) -> subprocess.Popen | None:
     """`mlflow models serve` of the latest registered version, unless one already answers."""
     if answering(url):
         return None
-    env = serve_env({**os.environ, "MLFLOW_TRACKING_URI": TRACKING_URI})
-    command = serve_command(latest_model_uri(serving.registered_model), serving.host, serving.port, serving.workers)
+    env = serve_env({**os.environ, "MLFLOW_TRACKING_URI": TRACKING_URI}, latest_model_uri(serving.registered_name))
+    command = serve_command(serving.host, serving.port, serving.workers)
     server = subprocess.Popen(command, cwd=REPO_ROOT, env=env, start_new_session=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
@@ -164,8 +163,8 @@ def auc_check(url: str, data: dict, devices: int, encoding: str) -> tuple[dict[s
         payload = payload_bytes(message)
         rows = rows_of(user)
         started = time.perf_counter()
-        head = head_weights_of(decode_message(message, encoding))
-        scores[rows.numpy()] = device.score(windows[k].numpy(), test.target[rows].numpy(), head)
+        scores[rows.numpy()] = device.score(windows[k].numpy(), test.target[rows].numpy(),
+                                            decode_message(message, encoding))
         device_ms.append((time.perf_counter() - started) * 1000)
     served = compute_metrics(test.user.numpy(), test.label.numpy(), scores)["auc"]
     in_process = compute_metrics(test.user.numpy(), test.label.numpy(), predict(load_model(data["model"]), test))["auc"]
@@ -201,8 +200,12 @@ def main() -> None:
     args = parse_args()
     os.chdir(REPO_ROOT)
     os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
-    tags = registered_tags(ServingParams.from_params(load_parameters(REPO_ROOT)["serving"]).registered_model)
-    data = load_catalog(tags["dataset"], tags["backbone"])
+    conf = load_parameters(REPO_ROOT)["serving"]
+    chosen = ServingParams.from_params({**conf, "method": args.method or conf["method"]})
+    if not chosen.has_cloud_half:
+        raise SystemExit(f"{chosen.method}: its cloud sends nothing per request; there is no server to simulate")
+    tags = registered_tags(chosen.registered_name)
+    data = load_catalog(tags["dataset"], tags["backbone"], chosen.method)
     serving = data["serving"]
     url = f"http://{serving.host}:{serving.port}"
     server = start_server(serving, url)
@@ -217,28 +220,36 @@ def main() -> None:
     report(args, tags, serving, check, levels)
 
 
+RECORD = REPO_ROOT / "docs" / "results" / "device_simulator.csv"
+COLUMNS = ["method", "encoding", "dataset", "backbone", "devices", "auc_served", "auc_in_process", "payload_bytes",
+           "p50_ms_c1", "p99_ms_c1", "requests_per_second_c1", "requests_per_second_c4", "requests_per_second_c16",
+           "errors", "onnx_ms_p50", "onnx_bytes", "workers", "date", "machine"]
+
+
 def report(args: argparse.Namespace, tags: dict[str, str], serving: ServingParams, check: dict[str, float],
            levels: dict[int, dict]) -> None:
+    """This run's row replaces the row of its method and encoding in the record
+    (docs/results/device_simulator.csv, the previous one kept beside it as ``previous_*``);
+    the table of every row is rewritten in docs/benchmarks.md."""
+    import pandas as pd
+
     errors = check["auc_errors"] + sum(level["errors"] for level in levels.values())
-    rows = [("AUC, over HTTP + ONNX vs in-process",
-             f"{check['auc_served']:.6f} vs {check['auc_in_process']:.6f} ({check['devices']:.0f} devices)")]
-    for c, level in levels.items():
-        rows += [(f"round trip p50, concurrency {c}", f"{level['p50_ms']:.2f} ms"),
-                 (f"round trip p99, concurrency {c}", f"{level['p99_ms']:.2f} ms"),
-                 (f"requests/s, concurrency {c}", f"{level['requests_per_second']:.0f} ({level['requests']:.0f} requests)")]
-    rows += [("ONNX scoring per device", f"{check['onnx_ms_p50']:.3f} ms p50 (100 candidates)"),
-             ("ONNX device model size", f"{check['onnx_bytes'] / 1e6:.2f} MB"),
-             (f"payload per request ({args.encoding})", f"{check['payload_bytes']:.0f} bytes"), ("errors", f"{errors:.0f}")]
-    previous = previous_figures(SECTION)
-    table = ["| measure | target | this run | previous run |", "|---|---|---|---|"]
-    table += [f"| {m} | {TARGETS.get(m, '')} | {f} | {previous.get(m, '-')} |" for m, f in rows]
-    command = "python benchmarks/simulate_devices.py" + "".join(
-        f" --{k.replace('_', '-')} {v}" for k, v in vars(args).items())
-    write_section(SECTION, "\n".join([
-        "## Device simulator (issue 13)", "",
-        f"Command: `{command}` (`make simulate-devices`). Served model: registered `{tags.get('method')}` on "
-        f"{tags.get('dataset')} / {tags.get('backbone')}, `mlflow models serve` on 127.0.0.1 ({serving.workers} workers). "
-        f"Machine: {machine()}. Date: {today()}.", "", *table]))
+    row = {"method": tags.get("method"), "encoding": args.encoding, "dataset": tags.get("dataset"),
+           "backbone": tags.get("backbone"), "devices": int(check["devices"]), "auc_served": check["auc_served"],
+           "auc_in_process": check["auc_in_process"], "payload_bytes": int(check["payload_bytes"]),
+           "p50_ms_c1": levels.get(1, {}).get("p50_ms"), "p99_ms_c1": levels.get(1, {}).get("p99_ms"),
+           **{f"requests_per_second_c{c}": levels.get(c, {}).get("requests_per_second") for c in (1, 4, 16)},
+           "errors": int(errors), "onnx_ms_p50": check["onnx_ms_p50"], "onnx_bytes": int(check["onnx_bytes"]),
+           "workers": serving.workers, "date": today(), "machine": machine()}
+    record = pd.read_csv(RECORD) if RECORD.exists() else pd.DataFrame(columns=COLUMNS)
+    same = (record["method"] == row["method"]) & (record["encoding"] == row["encoding"])
+    previous = record[same].iloc[0] if same.any() else None
+    if previous is not None:
+        row.update({f"previous_{k}": previous[k] for k in ("p50_ms_c1", "requests_per_second_c16", "date")})
+    record = pd.concat([record[~same], pd.DataFrame([row])], ignore_index=True).sort_values(["method", "encoding"])
+    RECORD.parent.mkdir(parents=True, exist_ok=True)
+    record.to_csv(RECORD, index=False)
+    write_section(SECTION, simulator_table(record, args))
     mlflow.set_tracking_uri(TRACKING_URI)
     if mlflow.get_experiment_by_name("device_simulator") is None:
         mlflow.create_experiment("device_simulator", tags=RUNS_EXPERIMENT_TAGS)
@@ -247,7 +258,35 @@ def report(args: argparse.Namespace, tags: dict[str, str], serving: ServingParam
         mlflow.log_params({**tags, **vars(args)})
         mlflow.log_metrics({**check, "errors": errors, **{f"c{c}_{k}": v for c, level in levels.items()
                                                            for k, v in level.items()}})
-    print("\n".join(table))
+    print(record.to_string(index=False))
+
+
+def simulator_table(record, args: argparse.Namespace) -> str:
+    """One row per served method and encoding, each with its own date and machine."""
+    def figure(value, pattern: str) -> str:
+        return "-" if value != value or value is None else pattern.format(value)
+
+    lines = ["| method | encoding | data | AUC over HTTP + ONNX (in process) | payload (B) | p50 / p99 ms, c=1 "
+             "(previous p50) | requests/s c=1 / 4 / 16 (previous c=16) | errors | measured |",
+             "|---|---|---|---|---:|---|---|---:|---|"]
+    for r in record.itertuples():
+        previous_p50 = getattr(r, "previous_p50_ms_c1", float("nan"))
+        previous_rps = getattr(r, "previous_requests_per_second_c16", float("nan"))
+        lines.append(
+            f"| {r.method} | {r.encoding} | {r.dataset} / {r.backbone}, {r.devices} devices | "
+            f"{r.auc_served:.6f} ({r.auc_in_process:.6f}) | {r.payload_bytes:,} | "
+            f"{figure(r.p50_ms_c1, '{:.2f}')} / {figure(r.p99_ms_c1, '{:.2f}')} ({figure(previous_p50, '{:.2f}')}) | "
+            f"{figure(r.requests_per_second_c1, '{:.0f}')} / {figure(r.requests_per_second_c4, '{:.0f}')} / "
+            f"{figure(r.requests_per_second_c16, '{:.0f}')} ({figure(previous_rps, '{:.0f}')}) | {r.errors} | "
+            f"{r.date}, {r.machine} |")
+    return "\n".join([
+        "## Device simulator: every served method and payload encoding", "",
+        "Command: `make simulate-devices METHOD=<method> ENCODING=<encoding>` (`python benchmarks/simulate_devices.py "
+        "--method <method> --encoding <encoding>`), one row per method and encoding, each replaced by its latest run "
+        "(record: docs/results/device_simulator.csv). Each device of the test set sends its current window over HTTP "
+        "to the served cloud half (uvicorn + MLflow's scoring app on 127.0.0.1), decodes the message and scores its "
+        "candidates with the ONNX device half; the AUC beside it is the in-process model's on the same devices. "
+        "Load: requests from 1, 4 and 16 client threads.", "", *lines])
 
 
 if __name__ == "__main__":

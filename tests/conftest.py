@@ -154,3 +154,19 @@ def kedro(project: Path, *args: str, check: bool = True, env: dict[str, str] | N
             f"\n{log.read_text()[-4000:] if log.exists() else ''}"
         )
     return result
+
+
+def generated_heads(model, history):
+    """A DUET model's generated heads for ``history`` (B, L), from its message."""
+    from duet_pipeline.models.layers import HEAD_TENSORS, HeadWeights
+
+    sent = model.message(history)
+    return HeadWeights(*(sent[name] for name in HEAD_TENSORS))
+
+
+def row_user_vectors(model, history_emb, mask, target):
+    """The backbone's user vector of each row (one history per row; ``target`` ids or None)."""
+    import torch
+
+    target_emb = None if target is None else model.items(target)
+    return model.user_vectors(history_emb, mask, torch.arange(len(history_emb)), target_emb)

@@ -96,7 +96,7 @@ def test_shapes_and_the_exact_neutral_start(method: str, backbone: str):
     data = rows()
     model.eval(), base.eval()
     with torch.no_grad():
-        sent = model.request(data.history)
+        sent = model.message(data.history)
         scores = model(data.history, data.target)
         expected = base(data.history, data.target)
     assert scores.shape == (len(data),)
@@ -129,8 +129,8 @@ def test_the_device_half_with_what_the_cloud_sent_equals_the_cloud_computation(m
     data = rows()
     distinct, row_of = consecutive_runs(data.history)
     with torch.no_grad():
-        sent = model.request(distinct)
-        received = model.personal_score(distinct, data.target, row_of, sent)
+        sent = model.message(distinct)
+        received = model.score(distinct, data.target, row_of, sent)
         in_cloud = model(data.history, data.target)
     torch.testing.assert_close(received, in_cloud)
 
@@ -203,7 +203,7 @@ def test_personalize_scores_every_candidate_and_reports_costs(method: str):
     np.testing.assert_allclose(out.scores, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
     report = out.report
     assert report["devices"] == 4
-    sent = model.request(devices.candidates.history[:1])
+    sent = model.message(devices.candidates.history[:1])
     assert report["payload_bytes"] == sum(v[0].numel() * 4 for v in sent.values())
     assert report["device_ms_per_candidate"] > 0 and report["generation_ms_p50_single"] > 0
     assert report["head_reads_candidate"] == float(method in ("ppnet", "pepnet", "can"))

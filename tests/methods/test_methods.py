@@ -18,6 +18,7 @@ from duet_pipeline.methods import duet as duet_method
 from duet_pipeline.methods import finetune
 from duet_pipeline.methods.common import Devices
 from duet_pipeline.methods.duet import DuetOptions
+from duet_pipeline.methods.messaging import messages
 from duet_pipeline.methods.finetune import (
     FinetuneConfig,
     finetune_scores_batched,
@@ -147,27 +148,29 @@ def test_duet_personalize_matches_forward_and_manual_heads(backbone, position):
     out = get_method("duet").personalize(bundle(model), devices, options)
     cand = devices.candidates
     with torch.no_grad():  # the test is only meaningful if the devices' heads differ
-        heads = model.head_weights(devices.current_histories()[1])
-    assert (heads.w1[1:] - heads.w1[:1]).abs().amax(dim=(1, 2)).min() > 1e-5
+        sent = model.message(devices.current_histories()[1])
+    assert (sent["w1"][1:] - sent["w1"][:1]).abs().amax(dim=(1, 2)).min() > 1e-5
     assert out.scores.shape == (len(cand),)
     np.testing.assert_allclose(out.scores, direct_scores(model, cand), atol=1e-5)
 
     # Manual: each device's head from its own history, then the hand-written head MLP.
     with torch.no_grad():
         emb, mask = model.items(cand.history), cand.history > 0
-        user_vec = model.user_vector(emb, mask, cand.target).numpy()
+        user_vec = model.user_vectors(emb, mask, torch.arange(len(cand)), model.items(cand.target)).numpy()
         tower = model.target_tower(model.items(cand.target)).numpy()
         manual = np.zeros(len(cand), dtype=np.float64)
         for u in sorted(OWN_ROWS):
             rows = (cand.user == u).nonzero().squeeze(1)
-            head = model.head_weights(cand.history[rows[:1]])
+            message = model.message(cand.history[rows[:1]])
+            head = HeadWeights(*(message[name] for name in ("w1", "b1", "w2", "b2")))
             w1, b1, w2, b2 = (t[0].numpy().astype(np.float64) for t in head.tensors())
             for r in rows.tolist():
                 hidden = np.tanh(w1 @ user_vec[r] + b1)
                 manual[r] = (w2 @ hidden + b2) @ tower[r]
             # ... and the library path with the same head, broadcast to the device's rows.
             per_row = HeadWeights(*(t.expand(len(rows), *t.shape[1:]) for t in head.tensors()))
-            via_score = model.score(cand.history[rows], cand.target[rows], per_row).numpy()
+            via_score = model.score(cand.history[rows[:1]], cand.target[rows], torch.zeros(len(rows), dtype=torch.long),
+                                    message).numpy()
             np.testing.assert_allclose(out.scores[rows.numpy()], via_score, atol=1e-5)
             via_apply = (apply_head(torch.from_numpy(user_vec[rows.numpy()]), per_row)
                          * torch.from_numpy(tower[rows.numpy()])).sum(-1).numpy()
@@ -186,12 +189,13 @@ def test_duet_heads_are_per_device():
     """Swapping two devices' histories must change their scores: the head is personal."""
     model = make_model("din", GEN)
     devices = make_devices()
-    heads = duet_method.generate_heads(model.eval(), devices.current_histories()[1], batch_size=1)
-    assert heads.w1.shape == (len(OWN_ROWS), DIM, DIM)
-    assert not torch.allclose(heads.w1[0], heads.w1[1], atol=1e-5)
-    full = duet_method.generate_heads(model, devices.current_histories()[1], batch_size=100)
-    for a, b in zip(heads.tensors(), full.tensors()):
-        assert torch.allclose(a, b, atol=1e-6)
+    with torch.no_grad():
+        heads = messages(model.eval(), devices.current_histories()[1], batch_size=1)
+        full = messages(model, devices.current_histories()[1], batch_size=100)
+    assert heads["w1"].shape == (len(OWN_ROWS), DIM, DIM)
+    assert not torch.allclose(heads["w1"][0], heads["w1"][1], atol=1e-5)
+    for name in heads:
+        assert torch.allclose(heads[name], full[name], atol=1e-6)
 
 
 def test_duet_needs_generator():

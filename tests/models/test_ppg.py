@@ -21,7 +21,7 @@ from duet_pipeline.models.recommender import ModelConfig, Recommender, load_mode
 from duet_pipeline.methods import get_method
 from duet_pipeline.methods.duet import DuetOptions, duet_config, warm_start_from_base
 
-from conftest import PARAMETERS, backbone_options
+from conftest import PARAMETERS, backbone_options, generated_heads, row_user_vectors
 
 DIM = 8
 SEQ_LEN = 5
@@ -74,7 +74,7 @@ def numpy_swa(stacked: np.ndarray, tau: float) -> np.ndarray:
 def test_generated_head_shapes_and_payload():
     model = duet_model().eval()
     hist = histories()
-    head = model.head_weights(hist)
+    head = generated_heads(model, hist)
     B = len(hist)
     assert head.per_row
     assert tuple(head.w1.shape) == (B, DIM, DIM)
@@ -85,14 +85,14 @@ def test_generated_head_shapes_and_payload():
     assert all(torch.isfinite(t).all() for t in head.tensors())
     assert head.payload_bytes() == 2 * (DIM * DIM + DIM) * 4
     # A single-request head has the same payload.
-    assert model.head_weights(hist[:1]).payload_bytes() == 2 * (DIM * DIM + DIM) * 4
+    assert generated_heads(model, hist[:1]).payload_bytes() == 2 * (DIM * DIM + DIM) * 4
 
 
 def test_different_histories_give_different_heads_same_history_same_head():
     model = duet_model().eval()
     hist = histories([5, 5, 3])
     hist[1] = hist[0]  # rows 0 and 1 share a history
-    head = model.head_weights(hist)
+    head = generated_heads(model, hist)
     for t in head.tensors():
         assert torch.allclose(t[0], t[1], atol=1e-6)
         assert not torch.allclose(t[0], t[2], atol=1e-4)
@@ -362,7 +362,7 @@ def test_position_weights_enter_the_ppg():
     emb, mask = model.items(hist), hist > 0
     w = torch.tensor(HAND["linear"]) * mask
     manual = model.head.weights(emb * w.unsqueeze(-1), mask)
-    head = model.head_weights(hist)
+    head = generated_heads(model, hist)
     for got, want in zip(head.tensors(), manual.tensors()):
         assert torch.allclose(got, want, atol=1e-6)
     unscaled = model.head.weights(emb, mask)
@@ -383,8 +383,8 @@ def test_position_weights_on_backbone_flag(backbone):
     with torch.no_grad():
         plain = off.backbone(emb, mask, off.items(tgt))
         scaled = off.backbone(emb * (torch.tensor(HAND["linear"]) * mask).unsqueeze(-1), mask, off.items(tgt))
-        u_off = off.user_vector(emb, mask, tgt)
-        u_on = on.user_vector(emb, mask, tgt)
+        u_off = row_user_vectors(off, emb, mask, tgt)
+        u_on = row_user_vectors(on, emb, mask, tgt)
     assert torch.allclose(u_off, plain, atol=1e-6)
     assert torch.allclose(u_on, scaled, atol=1e-5)
     assert not torch.allclose(u_on, u_off, atol=1e-4)
@@ -417,8 +417,8 @@ def test_duet_config_carries_the_duet_parameters():
     assert (cfg.num_items, cfg.max_seq_len, cfg.backbone, cfg.dim) == (NUM_ITEMS, SEQ_LEN, "sasrec", DIM)
     assert cfg.backbone_options == options_for("sasrec") and cfg.backbone_options is not base.backbone_options
     swa = Recommender(duet_config(base, options, get_method("duet+swa").variant))
-    assert swa.generates_heads and swa.head.generators[0].w1.shape == (3, HIDDEN, DIM)
-    assert not Recommender(base).generates_heads
+    assert isinstance(swa.head, ParameterGenerator) and swa.head.generators[0].w1.shape == (3, HIDDEN, DIM)
+    assert not isinstance(Recommender(base).head, ParameterGenerator)
 
 
 @pytest.mark.parametrize("backbone", list(BACKBONES))
@@ -451,7 +451,7 @@ def test_warm_start_copies_base(backbone):
     with torch.no_grad():
         duet.eval(), base.eval()
         static = duet.head.static_head.weights()
-        u = base.user_vector(base.items(hist), hist > 0, targets(len(hist)))
+        u = row_user_vectors(base, base.items(hist), hist > 0, targets(len(hist)))
         assert torch.allclose(apply_head(u, static), apply_head(u, base.head.weights()))
 
 

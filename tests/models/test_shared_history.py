@@ -22,6 +22,7 @@ import pytest
 import torch
 from torch import nn
 
+from duet_pipeline.models.heads.generator import ParameterGenerator
 from duet_pipeline.features.samples import build_item_index
 from duet_pipeline.data.synthetic import generate_ratings
 from duet_pipeline.features.samples import make_samples
@@ -30,7 +31,7 @@ from duet_pipeline.models.layers import HeadWeights, apply_head
 from duet_pipeline.models.recommender import ModelConfig, Recommender, consecutive_runs
 from duet_pipeline.training.tensors import to_tensors
 
-from conftest import backbone_options
+from conftest import backbone_options, generated_heads
 
 DIM = 8
 MAX_SEQ_LEN = 5
@@ -109,14 +110,12 @@ def logits_with_runs_shifted(model: Recommender, rows) -> torch.Tensor:
     distinct = rows.history[first]
     wrong = (row_of + 1) % len(distinct)
     emb, mask = model.embed_history(distinct)
-    if model.backbone.uses_target:
-        user = model.user_vector(emb[wrong], mask[wrong], rows.target)
-    else:
-        user = model.user_vector(emb, mask, None)[wrong]
-    heads = model.head_weights(distinct)
+    target_emb = model.items(rows.target)
+    user = model.user_vectors(emb, mask, wrong, target_emb)
+    heads = generated_heads(model, distinct) if model.message(distinct) else model.head.weights()
     if heads.per_row:
         heads = HeadWeights(*(t[wrong] for t in heads.tensors()))
-    return (apply_head(user, heads) * model.target_tower(model.items(rows.target))).sum(dim=-1)
+    return (apply_head(user, heads) * model.target_tower(target_emb)).sum(dim=-1)
 
 
 def batch_sizes_seen(module: nn.Module, call):
@@ -177,7 +176,7 @@ def test_shared_history_shortcut_matches_per_row_scores_and_gradients(data, back
             # The shortcut really encodes each run once (and DIN, target-aware, every row).
             encoded = batch_sizes_seen(model.backbone, lambda: logits_and_grads(model, rows, True))
             assert encoded == [len(rows) if model.backbone.uses_target else runs], where
-            if model.generates_heads:
+            if isinstance(model.head, ParameterGenerator):
                 heads_made = batch_sizes_seen(model.head.encoder_mlp, lambda: logits_and_grads(model, rows, True))
                 assert heads_made == [runs], where
 

@@ -246,16 +246,23 @@ def test_dccl_methods_share_one_training_in_the_duet_pipeline(tiny_ml100k: Path)
     assert len(list((tiny_ml100k / "data" / "06_models" / "ml-100k" / "din" / "dccl_model.pkl").iterdir())) == 1
 
 
-def test_the_serving_pipeline_registers_the_generator_and_exports_the_device_model(tiny_ml100k: Path) -> None:
-    kedro(tiny_ml100k, "run", "--pipelines=duet", f"--params={TINY},training.max_epochs=1,methods=duet+swa")
+def test_the_serving_pipeline_registers_the_cloud_half_and_exports_the_device_model(tiny_ml100k: Path) -> None:
+    kedro(tiny_ml100k, "run", "--pipelines=duet", f"--params={TINY},training.max_epochs=1,methods=base duet+swa lhuc")
     kedro(tiny_ml100k, "run", "--pipelines=serving", "--params=dataset=ml-100k")
     reporting = tiny_ml100k / "data" / "08_reporting" / "ml-100k" / "din"
-    device = json.loads(latest_version(reporting / "device_model_report.json").read_text())
+    device = json.loads(latest_version(reporting / "duet_swa_device_report.json").read_text())
     assert device["max_abs_difference"] < 1e-5 and device["devices"] == 40
-    onnx = latest_version(tiny_ml100k / "data" / "06_models" / "ml-100k" / "din" / "device_model.onnx")
+    onnx = latest_version(tiny_ml100k / "data" / "06_models" / "ml-100k" / "din" / "duet_swa_device.onnx")
     assert onnx.stat().st_size == device["onnx_bytes"]
-    published = json.loads(latest_version(reporting / "head_generator_report.json").read_text())
-    assert published["registered_model"] == "duet-head-generator" and published["version"] == "1"
+    published = json.loads(latest_version(reporting / "duet_swa_cloud_half_report.json").read_text())
+    assert published["registered_model"] == "duet_swa-cloud-half" and published["version"] == "1"
     client = mlflow.MlflowClient(f"sqlite:///{tiny_ml100k / 'mlflow.db'}")
-    version = client.get_model_version("duet-head-generator", "1")
+    version = client.get_model_version("duet_swa-cloud-half", "1")
     assert version.tags["dataset"] == "ml-100k" and version.tags["method"] == "duet+swa"
+    # Any method: LHUC's scales are served the same way; base sends nothing: a device model only.
+    kedro(tiny_ml100k, "run", "--pipelines=serving", "--params=dataset=ml-100k,serving.method=lhuc")
+    assert client.get_model_version("lhuc-cloud-half", "1").tags["method"] == "lhuc"
+    assert json.loads(latest_version(reporting / "lhuc_device_report.json").read_text())["max_abs_difference"] < 1e-5
+    kedro(tiny_ml100k, "run", "--pipelines=serving", "--params=dataset=ml-100k,serving.method=base")
+    assert json.loads(latest_version(reporting / "base_device_report.json").read_text())["max_abs_difference"] < 1e-5
+    assert not (reporting / "base_cloud_half_report.json").exists()

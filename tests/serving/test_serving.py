@@ -3,6 +3,7 @@ against the in-process one, the ONNX device model against PyTorch, and one real
 ``mlflow models serve`` round trip with every kind of bad request."""
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -21,12 +22,12 @@ import torch
 from conftest import backbone_options, project_env
 
 from duet_pipeline.models.backbones import BACKBONES
-from duet_pipeline.models.layers import HeadWeights
 from duet_pipeline.models.recommender import ModelConfig, Recommender, model_bundle
 from duet_pipeline.serving.device import OnnxDevice, check_device_model, export_device_model
 from duet_pipeline.serving.encodings import ENCODINGS, decode_message, decode_tensor, encode_tensor, payload_bytes
-from duet_pipeline.serving.generator import HeadGenerator, head_messages, head_weights_of, log_generator
-from duet_pipeline.serving.requests import HistoryRequest, RequestError, parse_histories
+from duet_pipeline.serving.app import nesting_depth
+from duet_pipeline.serving.cloud_half import CloudHalf, log_cloud_half
+from duet_pipeline.serving.requests import MAX_HISTORY, HistoryRequest, RequestError, parse_histories
 from duet_pipeline.serving.serve import serve_command, serve_env
 from duet_pipeline.samples import SampleTensors
 
@@ -71,7 +72,7 @@ def test_the_pyfunc_generator_equals_the_in_process_one(tmp_path):
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     try:
         with mlflow.start_run():
-            info = log_generator(bundle, ITEM_INDEX, "duet-head-generator", {"dataset": "toy", "backbone": "gru4rec"})
+            info = log_cloud_half(bundle, ITEM_INDEX, "duet-head-generator", {"dataset": "toy", "backbone": "gru4rec"})
         served = mlflow.pyfunc.load_model(info.model_uri)
         histories = [[1001, 1002, 1003], [1005], [1004, 1010, 1007, 1008, 1009, 1011], []]
         answer = [a.model_dump() for a in served.predict([{"history": h} for h in histories])]
@@ -79,17 +80,20 @@ def test_the_pyfunc_generator_equals_the_in_process_one(tmp_path):
     finally:
         mlflow.set_tracking_uri(None)
     assert version.tags["backbone"] == "gru4rec" and version.tags["weights"] == answer[0]["model_version"]
-    reference = HeadGenerator()
+    reference = CloudHalf()
     reference.setup(Recommender(ModelConfig(**bundle["config"])), ITEM_INDEX, "x")
     reference.model.load_state_dict(bundle["state_dict"])
     parsed = parse_histories(histories, RAW, SEQ_LEN)
     with torch.no_grad():
-        expected = head_messages(reference.model.head_weights(torch.from_numpy(parsed.history)))
-        static = head_messages(HeadWeights(*(t.unsqueeze(0) for t in reference.model.head.static_head.weights().tensors())))
+        sent = reference.model.message(torch.from_numpy(parsed.history))
+        static = reference.model.head.static_head.weights()
+    expected = [{name: t[row].numpy() for name, t in sent.items()} for row in range(3)]
+    expected.append(dict(zip(("w1", "b1", "w2", "b2"), (t.detach().numpy() for t in static.tensors()))))  # empty: static head
     received = [decode_message(a["message"], a["encoding"]) for a in answer]
     assert {a["encoding"] for a in answer} == {"float32"}
     assert payload_bytes(answer[0]["message"]) == 4 * HEAD_FLOATS
-    for got, want in zip(received, [*expected[:3], static[0]]):  # empty history: the static head
+    for got, want in zip(received, expected):
+        assert got.keys() == want.keys()
         for name in want:
             np.testing.assert_allclose(got[name], want[name], rtol=1e-6, atol=1e-7)
     assert [a["truncated"] for a in answer] == [0, 0, 1, 0] and [a["cold_start"] for a in answer] == [0, 0, 0, 1]
@@ -119,7 +123,7 @@ def test_an_encoded_tensor_comes_back_within_its_bound(encoding):
 
 def test_the_generator_answers_in_the_encoding_each_request_asks_for(tmp_path):
     bundle = duet_bundle()
-    generator = HeadGenerator()
+    generator = CloudHalf()
     generator.setup(Recommender(ModelConfig(**bundle["config"])), ITEM_INDEX, "x")
     generator.model.load_state_dict(bundle["state_dict"])
     answers = generator.respond([[1001, 1002]] * 3, list(ENCODINGS))
@@ -143,8 +147,8 @@ def test_a_string_keyed_dataset_is_served_string_ids(tmp_path):
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     try:
         with mlflow.start_run():
-            by_string = mlflow.pyfunc.load_model(log_generator(bundle, asins, None, {}).model_uri)
-            by_integer = mlflow.pyfunc.load_model(log_generator(bundle, ITEM_INDEX, None, {}).model_uri)
+            by_string = mlflow.pyfunc.load_model(log_cloud_half(bundle, asins, None, {}).model_uri)
+            by_integer = mlflow.pyfunc.load_model(log_cloud_half(bundle, ITEM_INDEX, None, {}).model_uri)
         histories = [[1001, 1002, 1003], [1005, 99], []]
         as_strings = [[f"B{raw:09d}" for raw in h] for h in histories]
         answer = [a.model_dump() for a in by_string.predict([{"history": h} for h in as_strings])]
@@ -179,8 +183,8 @@ def test_the_onnx_device_model_scores_as_pytorch(backbone, tmp_path):
     # Any number of candidates (the candidate axis is dynamic), and a received head used as sent.
     flat = np.linspace(-0.5, 0.5, HEAD_FLOATS, dtype=np.float32)
     w1, b1, w2, b2 = np.split(flat, np.cumsum([DIM * DIM, DIM, DIM * DIM])[:3])
-    head = head_weights_of({"w1": w1.reshape(DIM, DIM), "b1": b1, "w2": w2.reshape(DIM, DIM), "b2": b2})
-    scores = OnnxDevice(path).score(np.array([0, 0, 3, 4, 5]), np.arange(1, 12), head)
+    message = {"w1": w1.reshape(DIM, DIM), "b1": b1, "w2": w2.reshape(DIM, DIM), "b2": b2}
+    scores = OnnxDevice(path).score(np.array([0, 0, 3, 4, 5]), np.arange(1, 12), message)
     assert scores.shape == (11,) and np.isfinite(scores).all()
 
 
@@ -209,12 +213,12 @@ def test_a_real_server_answers_and_refuses_bad_requests(tmp_path):
     mlflow.set_tracking_uri(tracking)
     try:
         with mlflow.start_run():
-            info = log_generator(bundle, ITEM_INDEX, None, {})
+            info = log_cloud_half(bundle, ITEM_INDEX, None, {})
     finally:
         mlflow.set_tracking_uri(None)
     port = free_port()
-    env = serve_env({**project_env(tmp_path), "MLFLOW_TRACKING_URI": tracking, "OMP_NUM_THREADS": "1"})
-    server = subprocess.Popen(serve_command(info.model_uri, "127.0.0.1", port), env=env, start_new_session=True,
+    env = serve_env({**project_env(tmp_path), "MLFLOW_TRACKING_URI": tracking, "OMP_NUM_THREADS": "1"}, info.model_uri)
+    server = subprocess.Popen(serve_command("127.0.0.1", port), env=env, start_new_session=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -233,11 +237,21 @@ def test_a_real_server_answers_and_refuses_bad_requests(tmp_path):
         bad = [b"", b"{not json", records("1001"), records([1.5, 2]), records([[1001]]), records(None), records([True]),
                records(), json.dumps({"inputs": [{"items": [1001]}]}).encode(),
                json.dumps({"dataframe_records": [{"history": [1001]}]}).encode(),
-               json.dumps({"inputs": [{"history": [1001], "encoding": "int4"}]}).encode()]
+               json.dumps({"inputs": [{"history": [1001], "encoding": "int4"}]}).encode(),
+               b"[" * 5000 + b"]" * 5000, records(list(range(1001, 1001 + MAX_HISTORY + 1)))]
         for body in bad:
             status, refused = post(f"{url}/invocations", body)
             assert 400 <= status < 500, (body, status, refused)
             assert refused.get("message"), body
+        # Over the body limit: 413 from the declared length alone, before the body is even read.
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.putrequest("POST", "/invocations")
+        connection.putheader("Content-Type", "application/json")
+        connection.putheader("Content-Length", str(8 * 10**6))  # a million ids
+        connection.endheaders()
+        response = connection.getresponse()
+        assert response.status == 413 and "bytes" in json.loads(response.read())["message"]
+        connection.close()
         _, long = post(f"{url}/invocations", records(list(range(1001, 1001 + SEQ_LEN + 3))))
         assert long["predictions"][0]["truncated"] == 3
         _, empty = post(f"{url}/invocations", records([]))
@@ -248,3 +262,10 @@ def test_a_real_server_answers_and_refuses_bad_requests(tmp_path):
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_the_nesting_check_reads_brackets_outside_strings_only():
+    assert nesting_depth(records([1001, 1002])) == 4
+    assert nesting_depth(json.dumps({"inputs": [{"history": ["[[[[", "]]", 'a"[[']}]}).encode()) == 4
+    assert nesting_depth(b"[" * 5000 + b"]" * 5000) == 5000
+    assert nesting_depth(b"") == 0

@@ -41,12 +41,12 @@ from duet_pipeline.models.metapatch import MetaPatch, bernoulli_kl, patched_logi
 from duet_pipeline.models.recommender import Recommender, load_model, model_bundle
 from duet_pipeline.parameters import Block
 from duet_pipeline.training.loop import TrainingConfig, cross_entropy, fit, predict
+from duet_pipeline.training.on_device import ADAM_BETAS, ADAM_EPS, user_steps
 from duet_pipeline.training.models import CloudData, EpochCallback, Trained
 from duet_pipeline.samples import SampleTensors
 from duet_pipeline.training.tensors import RowsByUser
 
 from .common import Devices, MethodSpec, Personalization, device_ms_per_candidate, spread_evenly
-from .finetune import ADAM_BETAS, ADAM_EPS, user_steps
 
 # Rows whose user vectors are computed, or devices scored, in one call (bounds memory).
 CHUNK_ROWS = 65536

@@ -12,21 +12,20 @@ from scratch (cold start, the default) or from the base model (``warm_start``).
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
-import numpy as np
 import torch
 from pydantic import Field
 
-from duet_pipeline.models.layers import HeadWeights
+from duet_pipeline.models.heads.generator import ParameterGenerator
 from duet_pipeline.models.position import FORMULAS
 from duet_pipeline.models.recommender import ModelConfig, Recommender, base_model_config, load_model, model_bundle
 from duet_pipeline.parameters import Block
 from duet_pipeline.training.loop import fit
 from duet_pipeline.training.models import CloudData, EpochCallback, Trained, trained
 
-from .common import Devices, MethodSpec, Personalization, device_ms_per_candidate, latency_percentiles
+from .common import Devices, MethodSpec, Personalization
+from .messaging import personalize_with_messages
 
 logger = logging.getLogger(__name__)
 
@@ -136,62 +135,14 @@ def train(name: str, data: CloudData, options: DuetOptions, variant: dict[str, A
     return trained(model_bundle(model, name, {"best_epoch": result.best_epoch, "options": options.model_dump()}), result)
 
 
-def generate_heads(model: Recommender, histories: torch.Tensor, batch_size: int = 1024) -> HeadWeights:
-    """Cloud side: one generated head per history window (B, L)."""
-    if not model.generates_heads:
-        raise ValueError("duet personalisation needs a model with a parameter generator (method_training)")
-    parts = [model.head_weights(histories[start : start + batch_size]) for start in range(0, len(histories), batch_size)]
-    return HeadWeights(*(torch.cat(tensors) for tensors in zip(*(p.tensors() for p in parts))))
-
-
-def heads_for_rows(heads: HeadWeights, device_of_row: torch.Tensor) -> HeadWeights:
-    """Each candidate row gets the head its device received."""
-    return HeadWeights(*(t[device_of_row] for t in heads.tensors()))
-
-
 @torch.inference_mode()
 def personalize(bundle: dict[str, Any], devices: Devices, options: DuetOptions,
                 variant: dict[str, Any]) -> Personalization:
+    """Each device's head generated in the cloud from its current window and sent; the device
+    scores its candidates with its static model and the head it received."""
     model = load_model(bundle)
-    users, histories = devices.current_histories()
-    batch_size = options.batch_devices
-    started = time.perf_counter()
-    heads = generate_heads(model, histories, batch_size)
-    batched_seconds = time.perf_counter() - started
+    if not isinstance(model.head, ParameterGenerator):
+        raise ValueError("duet personalisation needs a model with a parameter generator (method_training)")
+    return personalize_with_messages(model, devices, options.batch_devices, options.latency_devices,
+                                     options.latency_batches)
 
-    # Device side: scores with the static backbone and the received head only.
-    candidates = devices.candidates
-    device_of_row = torch.from_numpy(np.searchsorted(users.numpy(), candidates.user.numpy()))
-    scores = []
-    for start in range(0, len(candidates), 16384):
-        rows = slice(start, start + 16384)
-        scores.append(model.score(candidates.history[rows], candidates.target[rows],
-                                  heads_for_rows(heads, device_of_row[rows])))
-
-    probes = histories[: options.latency_devices]
-    single = iter(range(len(probes)))
-    one_at_a_time = latency_percentiles(
-        lambda: model.head_weights(probes[next(single)].unsqueeze(0)), len(probes)
-    )
-    batch = histories[:batch_size]
-    batched = latency_percentiles(lambda: model.head_weights(batch), options.latency_batches)
-    def score_one_device(index: int) -> int:
-        mine = torch.nonzero(candidates.user == users[index]).squeeze(1)
-        one_head = HeadWeights(*(t[index : index + 1].expand(len(mine), *t.shape[1:]) for t in heads.tensors()))
-        model.score(candidates.history[mine], candidates.target[mine], one_head)
-        return len(mine)
-
-    report = {
-        "devices": float(len(users)),
-        "generation_ms_p50_single": one_at_a_time["p50_ms"],
-        "generation_ms_p99_single": one_at_a_time["p99_ms"],
-        "generation_ms_p50_per_device_batched": batched["p50_ms"] / len(batch),
-        "generation_ms_p99_per_device_batched": batched["p99_ms"] / len(batch),
-        "devices_per_second": len(users) / batched_seconds,
-        "payload_bytes": float(heads.payload_bytes()),
-        "device_extra_bytes": 0.0,  # the device holds the static model and the received head
-        "device_ms_per_candidate": device_ms_per_candidate(score_one_device, min(options.latency_devices, len(users))),
-        "head_reads_candidate": 0.0,
-        "seconds_per_device": batched_seconds / len(users),
-    }
-    return Personalization(torch.cat(scores).numpy(), report)

@@ -52,6 +52,10 @@ class TargetTower(nn.Module):
         return self.net(target_emb)
 
 
+# The names of a two-layer head's tensors, as a generated head's message carries them.
+HEAD_TENSORS = ("w1", "b1", "w2", "b2")
+
+
 @dataclass
 class HeadWeights:
     """The weights of the two-layer head MLP d -> d (tanh) -> d.

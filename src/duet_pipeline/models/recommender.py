@@ -1,12 +1,11 @@
 """The recommender: shared item table + backbone + target tower + a head.
 
-Score = <head(u), target_vector>, with u = backbone(history, target). The head is
-either the static head (the base model: one head for every device), the parameter
-generator (DUET: one head per request, generated from its history) or a personalised
-head of the dynamic-weight family (models/heads/: the head's layers gated, mixed or
-extended per request). Position weights
-(DUET-PA) scale the history embeddings that enter the generator and, optionally,
-the backbone.
+Score = <head(u, message), target_vector>, with u = backbone(history, target) and the
+message what the head's cloud half sends for the window (models/heads/: the static head
+sends nothing, DUET's generator the generated layers, the dynamic-weight heads their
+gates, scales or signal). Every head runs the same way: ``message`` is the cloud's half,
+``score(..., message=...)`` the device's. Position weights (DUET-PA) scale the history
+embeddings that enter a head that reads them and, optionally, the backbone.
 """
 from __future__ import annotations
 
@@ -22,9 +21,9 @@ from duet_pipeline.parameters import Block, parse_block
 from .backbones import build_backbone
 from .heads.generator import ParameterGenerator
 from .heads.static import StaticHead
-from .layers import HeadWeights, TargetTower, apply_head, apply_head_to_runs, item_embedding
+from .layers import TargetTower, item_embedding
 from .heads import build_personal_head
-from .heads.base import PersonalHead, RowInputs
+from .heads.base import Head, RowInputs
 from .position import PositionWeights
 
 
@@ -93,49 +92,61 @@ class Recommender(nn.Module):
         self.dedupe_histories = True
         self.position_weights = PositionWeights(config.position_weights, config.max_seq_len)
         if config.personal_head is not None:
-            self.head: nn.Module = build_personal_head(config.personal_head, config.dim, config.max_seq_len,
+            self.head: Head = build_personal_head(config.personal_head, config.dim, config.max_seq_len,
                                                        config.num_items)
         elif config.generator is None:
             self.head = StaticHead(config.dim)
         else:
             self.head = ParameterGenerator(config.dim, config.max_seq_len, **config.generator)
 
-    @property
-    def generates_heads(self) -> bool:
-        return self.config.generator is not None
-
     def embed_history(self, history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """History item ids (B, L) -> embeddings (B, L, d) and the real-item mask (B, L)."""
         return self.items(history), history > 0
 
-    def user_vector(
-        self, history_emb: torch.Tensor, mask: torch.Tensor, target: torch.Tensor | None
-    ) -> torch.Tensor:
-        """The backbone's output u (B, d): the part every device holds statically.
+    def user_vectors(self, history_emb: torch.Tensor, mask: torch.Tensor, row_of: torch.Tensor,
+                     target_emb: torch.Tensor) -> torch.Tensor:
+        """The backbone's output u (B, d) for each row, from the distinct histories'
+        embeddings (H, L, d): the part every device holds statically. Target-free backbones
+        encode each distinct history once; DIN reads each row's target embedding."""
+        if self.backbone.uses_target:
+            return self._backbone(history_emb[row_of], mask[row_of], target_emb)
+        return self._backbone(history_emb, mask, None)[row_of]
 
-        ``target`` is only read by target-aware backbones (DIN) and may be None otherwise.
-        """
+    def _backbone(self, history_emb: torch.Tensor, mask: torch.Tensor, target_emb: torch.Tensor | None) -> torch.Tensor:
         if self.config.position_weights_on_backbone:
             history_emb = self.position_weights.scale(history_emb, mask)
-        target_emb = self.items(target) if self.backbone.uses_target else None
         return self.backbone(history_emb, mask, target_emb)
 
-    def head_weights(self, history: torch.Tensor) -> HeadWeights:
-        """The head each request's device uses: shared (base) or generated (DUET)."""
-        return self._heads(*self.embed_history(history))
+    def message(self, history: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The head's cloud half: what it sends for each history window (B, L); a window with
+        nothing known in it gets the head's cold-start message."""
+        history_emb, mask = self.embed_history(history)
+        sent = self._message(history, history_emb, mask)
+        cold = ~mask.any(dim=1)
+        if not sent or not bool(cold.any()):
+            return sent
+        fallback = self.head.cold_start(history, *self._head_view(history_emb, mask))
+        return {name: torch.where(cold.view(-1, *[1] * (t.dim() - 1)), fallback[name], t) for name, t in sent.items()}
 
-    def _heads(self, history_emb: torch.Tensor, mask: torch.Tensor) -> HeadWeights:
-        """Heads from embedded histories; position weights scale what the head sees."""
-        return self.head.weights(self.position_weights.scale(history_emb, mask), mask)
+    def _head_view(self, history_emb: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The history embeddings a head's cloud half reads: position-weighted where it reads them."""
+        if self.head.reads_position_weights:
+            return self.position_weights.scale(history_emb, mask), mask
+        return history_emb, mask
+
+    def _message(self, history: torch.Tensor, history_emb: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.head.message(history, *self._head_view(history_emb, mask))
 
     def score(
-        self, history: torch.Tensor, target: torch.Tensor, head: HeadWeights | None = None,
-        row_of: torch.Tensor | None = None,
+        self, history: torch.Tensor, target: torch.Tensor, row_of: torch.Tensor | None = None,
+        message: dict[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """Logits for (history, target) rows; ``head`` given = the device's received head.
+        """Logits for (history, target) rows; ``message`` given: what the cloud sent for each
+        distinct history, the device's half alone (None: the cloud's half computed here too,
+        as in training).
 
         Consecutive rows that share a history (a positive and its negatives, a device's
-        candidates) share the generated head and, for target-free backbones, the user
+        candidates) share the head's message and, for target-free backbones, the user
         vector: both are computed once per run and gathered back, which gives the same
         values at a fraction of the cost.
 
@@ -145,36 +156,21 @@ class Recommender(nn.Module):
         runs found beforehand this way.
         """
         distinct, row_of = self._runs(history, row_of)
-        if isinstance(self.head, PersonalHead):
-            return self.personal_score(distinct, target, row_of)
         history_emb, mask = self.embed_history(distinct)
-        user = self._row_user_vectors(history_emb, mask, row_of, target)
-        if head is not None:
-            user = apply_head(user, head)
-        else:
-            head = self._heads(history_emb, mask)
-            if not head.per_row:
-                user = apply_head(user, head)
-            elif self.dedupe_histories:
-                user = apply_head_to_runs(user, head, row_of)
-            else:
-                user = apply_head(user, HeadWeights(*(t[row_of] for t in head.tensors())))
-        return (user * self.target_tower(self.items(target))).sum(dim=-1)
-
-    def _row_user_vectors(self, history_emb: torch.Tensor, mask: torch.Tensor, row_of: torch.Tensor,
-                          target: torch.Tensor) -> torch.Tensor:
-        """Each row's user vector (B, d) from the distinct histories' embeddings: target-free
-        backbones encode each distinct history once."""
-        if self.backbone.uses_target:
-            return self.user_vector(history_emb[row_of], mask[row_of], target)
-        return self.user_vector(history_emb, mask, None)[row_of]
+        if message is None:
+            message = self._message(distinct, history_emb, mask)
+        rows = RowInputs(message, row_of, distinct, mask, target, self.items(target), runs=self.dedupe_histories)
+        history_emb, rows.target_emb = self.head.gate_embeddings(history_emb, mask, rows)
+        user = self.user_vectors(history_emb, mask, row_of, rows.target_emb)
+        return (self.head(user, rows) * self.target_tower(rows.target_emb)).sum(dim=-1)
 
     def head_inputs(self, history: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(user vector u, target vector), each (B, d): what the static head reads and what
         its output is scored against. MetaPatch's patches sit between the two."""
         distinct, row_of = self._runs(history, None)
         history_emb, mask = self.embed_history(distinct)
-        return self._row_user_vectors(history_emb, mask, row_of, target), self.target_tower(self.items(target))
+        target_emb = self.items(target)
+        return self.user_vectors(history_emb, mask, row_of, target_emb), self.target_tower(target_emb)
 
     def _runs(self, history: torch.Tensor, row_of: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """(distinct histories, row -> distinct index) as :meth:`score` describes."""
@@ -184,27 +180,6 @@ class Recommender(nn.Module):
             return consecutive_runs(history)
         # shape[0], not len(): the row count stays symbolic under torch.export (ONNX).
         return history, torch.arange(history.shape[0], device=history.device)
-
-    def request(self, history: torch.Tensor) -> dict[str, torch.Tensor]:
-        """A personalised head's cloud half: what it sends for each history window (B, L)."""
-        return self.head.request(history, *self.embed_history(history))
-
-    def personal_score(self, history: torch.Tensor, target: torch.Tensor, row_of: torch.Tensor,
-                       sent: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-        """Logits with a personalised head of rows reading distinct ``history`` (H, L)
-        through ``row_of``. ``sent``: what the cloud sent for each history, the device's
-        half alone (None: the cloud's half computed here too, as in training)."""
-        history_emb, mask = self.embed_history(history)
-        if sent is None:
-            sent = self.head.request(history, history_emb, mask)
-        rows = RowInputs(sent, row_of, history, mask, target, self.items(target))
-        history_emb, rows.target_emb = self.head.gate_embeddings(history_emb, mask, rows)
-        if self.backbone.uses_target:
-            user = self.backbone(history_emb[row_of], mask[row_of], rows.target_emb)
-        else:
-            user = self.backbone(history_emb, mask, None)[row_of]
-        user = self.head(user, rows)
-        return (user * self.target_tower(rows.target_emb)).sum(dim=-1)
 
     def forward(self, history: torch.Tensor, target: torch.Tensor,
                 row_of: torch.Tensor | None = None) -> torch.Tensor:

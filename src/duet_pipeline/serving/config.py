@@ -5,16 +5,19 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from duet_pipeline.methods import get_method
-from duet_pipeline.methods import duet as duet_module
+from duet_pipeline.methods import get_method, method_names
 from duet_pipeline.parameters import Block, parse_block
 
-# Methods whose model generates a head per request: the ones a head generator can serve.
-GENERATING_METHODS = list(duet_module.SPEC.variants)
+
+def servable_methods() -> list[str]:
+    """Methods whose trained model is one network with a device half (DCCL's MetaPatch and
+    MoMoDistill keep patches beside it: not exportable yet)."""
+    return [name for name in method_names() if get_method(name).model_name != "dccl"]
 
 
 class ServingParams(Block):
-    method: str  # the DUET variant whose trained model is served
+    method: str  # the method whose trained model is served: its cloud half (if any) and device half
+    # MLflow model registry name of the cloud half, one version per run; "{method}": the method's key
     registered_model: str = Field(min_length=1)
     host: str = Field(min_length=1)
     port: int = Field(ge=1, le=65535)
@@ -23,14 +26,29 @@ class ServingParams(Block):
 
     @field_validator("method")
     @classmethod
-    def _generates_heads(cls, name: str) -> str:
-        if name not in GENERATING_METHODS:
-            raise ValueError(f"must be a method whose model generates heads, one of {GENERATING_METHODS}")
+    def _servable(cls, name: str) -> str:
+        if name not in servable_methods():
+            raise ValueError(f"must be a method with a device model to export, one of {servable_methods()}")
         return name
 
     @property
     def model_key(self) -> str:
+        """The trained model the method's device uses: its own, or the shared base model."""
+        return get_method(self.method).model_name
+
+    @property
+    def has_cloud_half(self) -> bool:
+        """Whether the cloud sends the device something per request (else: a device model only)."""
+        return get_method(self.method).on_device == "receives"
+
+    @property
+    def method_key(self) -> str:
+        """The method's key (``duet+swa`` -> ``duet_swa``), which names its serving outputs."""
         return get_method(self.method).key
+
+    @property
+    def registered_name(self) -> str:
+        return self.registered_model.replace("{method}", self.method_key)
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> "ServingParams":

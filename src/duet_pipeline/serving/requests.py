@@ -10,6 +10,8 @@ Policy (each case counted in the answer, so a client can see what was done):
   list, ``null``, a boolean; for string ids: a number, a nested list, ``null``): refused
   (400) by the strict validation, naming the request and the value;
 - no requests at all: refused (400);
+- longer than ``MAX_HISTORY`` ids: refused (400); the server refuses a body over 64 KiB
+  (413) or nested too deep (400) before parsing it (:mod:`.app`);
 - longer than ``max_seq_len``: the most recent ``max_seq_len`` items are kept
   (``truncated`` says how many were dropped);
 - unknown item ids (never seen in training): dropped (``unknown_items``);
@@ -27,6 +29,17 @@ import pydantic
 from .encodings import EncodedTensor, check_encoding
 
 
+# Ids a history may hold: far past any model's window (the most recent max_seq_len are
+# kept), short enough that a request costs the server no more than a few of its own.
+MAX_HISTORY = 1000
+
+
+def check_history(history: list) -> list:
+    if len(history) > MAX_HISTORY:
+        raise ValueError(f"history of {len(history):,} ids; at most {MAX_HISTORY:,} (the model reads the most recent ones)")
+    return history
+
+
 class HistoryRequest(pydantic.BaseModel):
     """One request: the device's history, and how the answer's message is encoded (float32
     unless asked). Strict: ``"5"``, ``5.0`` and ``true`` are not ids."""
@@ -38,6 +51,7 @@ class HistoryRequest(pydantic.BaseModel):
     encoding: str = "float32"
 
     _known_encoding = pydantic.field_validator("encoding")(check_encoding)
+    _bounded_history = pydantic.field_validator("history")(check_history)
 
 
 class StringHistoryRequest(pydantic.BaseModel):
@@ -48,6 +62,7 @@ class StringHistoryRequest(pydantic.BaseModel):
     encoding: str = "float32"
 
     _known_encoding = pydantic.field_validator("encoding")(check_encoding)
+    _bounded_history = pydantic.field_validator("history")(check_history)
 
 
 class HeadAnswer(pydantic.BaseModel):

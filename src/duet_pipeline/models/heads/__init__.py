@@ -1,7 +1,7 @@
 """The heads a model can have, one file each; importing the package registers every one.
 
-``base``: the personalised heads' interface (a cloud half, ``request``, and a device half,
-``forward``) and their shared parts; the other modules: one head each.
+``base``: a head's interface (a cloud half, ``message``, and a device half, ``forward``)
+and the personalised heads' shared parts; the other modules: one head each.
 """
 from __future__ import annotations
 

@@ -39,7 +39,7 @@ class APGHead(PersonalHead):
         self.down = nn.ParameterList(nn.Parameter(torch.randn(rank, dim) / math.sqrt(dim)) for _ in range(2))  # V
         self.up = nn.ParameterList(nn.Parameter(torch.randn(dim, rank) / math.sqrt(rank)) for _ in range(2))  # U
 
-    def request(self, history, history_emb, mask):
+    def message(self, history, history_emb, mask):
         c = self.encoder(history_emb, mask)
         return {f"core{layer}": core(c).view(-1, self.rank, self.rank) for layer, core in enumerate(self.cores, 1)}
 

@@ -1,16 +1,17 @@
-"""Personalised heads: the dynamic-weight family (LHUC, PPNet, POSO, PEPNet, M2M, CAN, APG).
+"""A head is the unit of deployment: a cloud half and a device half (:class:`Head`).
 
-Each is the base model's two-layer head (d -> d, tanh, -> d) with its layers modulated
-per request. A head works in the two halves a device-cloud system has:
+- ``message(history, history_emb, mask)`` is the cloud's half, once per distinct history
+  window: named tensors (H, ...) sent to the device (empty where the cloud sends nothing);
+- ``forward(user, rows)`` is the device's half, per candidate row: the head applied to the
+  backbone's user vector with what the cloud sent (``rows.sent``) and the candidate.
 
-- ``request(history, history_emb, mask)`` is the cloud's part, once per distinct
-  history window: a dict of tensors (H, ...) sent to the device, the payload (empty
-  where the cloud sends nothing);
-- ``forward(user, rows)`` is the device's part, per candidate row: the head applied to
-  the backbone's user vector with what the cloud sent and the candidate's features.
+``gate_embeddings`` lets a head modulate the item embeddings before the backbone (EPNet);
+by default it leaves them alone. The model (``Recommender``) runs every head the same way.
 
-``gate_embeddings`` lets a method modulate the item embeddings before the backbone
-(EPNet); by default it leaves them alone.
+The heads of this package: ``static`` (the base model's; sends nothing), ``generator``
+(DUET's; sends the generated layers), and the dynamic-weight family (LHUC, PPNet, POSO,
+PEPNet, M2M, CAN, APG), each the base model's two-layer head (d -> d, tanh, -> d) with its
+layers modulated per request, on :class:`PersonalHead`.
 
 Neutral start: every gate starts at exactly 1 (``Gate``: zero last layer under
 ``2*sigmoid``) and every generated part starts at exactly 0, around the learned static
@@ -75,6 +76,8 @@ class RowInputs:
 
     ``sent`` and ``history``/``mask`` are per distinct history (H, ...); ``row_of`` (B,)
     says which one each row reads (rows sharing a history share what the cloud sent).
+    ``runs``: ``row_of`` is non-decreasing and may be batched by run (not under
+    ``torch.func.vmap`` or an ONNX export, whose shapes cannot depend on the data).
     """
 
     sent: dict[str, torch.Tensor]
@@ -83,20 +86,58 @@ class RowInputs:
     mask: torch.Tensor  # (H, L) True on real items
     target: torch.Tensor  # (B,) item ids
     target_emb: torch.Tensor  # (B, d), after any embedding gate
+    runs: bool = True
 
     def sent_rows(self, key: str) -> torch.Tensor:
         return self.sent[key][self.row_of]
 
 
-class PersonalHead(nn.Module):
-    """Interface of a personalised head; a subclass with a ``name`` registers itself."""
+class Head(nn.Module):
+    """A deployable head: ``message`` (the cloud's half) and ``forward`` (the device's)."""
 
-    name: ClassVar[str]
-    # Parameter-name prefixes only the cloud's half (``request``) reads.
-    cloud_only: ClassVar[tuple[str, ...]] = ("encoder.",)
+    # Parameter-name prefixes only the cloud's half (``message``) reads.
+    cloud_only: ClassVar[tuple[str, ...]] = ()
     # Whether the device's half needs the candidate's features (so it runs on the device,
     # per candidate) beyond applying what it received: reported in the cost table.
     reads_candidate: ClassVar[bool] = False
+    # Whether the message's values are position-weighted history embeddings (DUET-PA).
+    reads_position_weights: ClassVar[bool] = False
+    # Parameter-name prefixes of the static layers, which the base model holds as well.
+    base_layers: ClassVar[tuple[str, ...]] = ("layer1.", "layer2.")
+
+    def prepare(self, train: SampleTensors) -> None:
+        """Set what the head derives from the training data (buffers) before training."""
+
+    def message(self, history: torch.Tensor, history_emb: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The cloud's half: what it sends for each distinct history (H, ...)."""
+        return {}
+
+    def cold_start(self, history: torch.Tensor, history_emb: torch.Tensor, mask: torch.Tensor
+                   ) -> dict[str, torch.Tensor]:
+        """The message for windows with nothing known in them: by default the head's own
+        answer to an empty window."""
+        return self.message(history, history_emb, mask)
+
+    def gate_embeddings(self, history_emb: torch.Tensor, mask: torch.Tensor, rows: RowInputs,
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(history embeddings (H, L, d), target embeddings (B, d)) the backbone reads."""
+        return history_emb, rows.target_emb
+
+    def forward(self, user: torch.Tensor, rows: RowInputs) -> torch.Tensor:
+        raise NotImplementedError
+
+    def device_parameters(self) -> list[nn.Parameter]:
+        """Parameters the device holds beyond the base model's: those its half reads, less
+        the static layers (which the base model has too)."""
+        skipped = self.cloud_only + self.base_layers
+        return [p for name, p in self.named_parameters() if not name.startswith(skipped)]
+
+
+class PersonalHead(Head):
+    """A dynamic-weight head around the static layers; a subclass with a ``name`` registers itself."""
+
+    name: ClassVar[str]
+    cloud_only: ClassVar[tuple[str, ...]] = ("encoder.",)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -109,28 +150,6 @@ class PersonalHead(nn.Module):
         self.layer1 = nn.Linear(dim, dim)
         self.layer2 = nn.Linear(dim, dim)
 
-    def prepare(self, train: SampleTensors) -> None:
-        """Set what the head derives from the training data (buffers) before training."""
-
-    def request(self, history: torch.Tensor, history_emb: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The cloud's part: what it sends for each distinct history (H, ...)."""
-        return {}
-
-    def gate_embeddings(self, history_emb: torch.Tensor, mask: torch.Tensor, rows: RowInputs,
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(history embeddings (H, L, d), target embeddings (B, d)) the backbone reads."""
-        return history_emb, rows.target_emb
-
-    def forward(self, user: torch.Tensor, rows: RowInputs) -> torch.Tensor:
-        raise NotImplementedError
-
     def static(self, user: torch.Tensor) -> torch.Tensor:
         """The static head alone: the base model's computation."""
         return self.layer2(torch.tanh(self.layer1(user)))
-
-    def device_parameters(self) -> list[nn.Parameter]:
-        """Parameters the device holds beyond the base model's: those its half reads,
-        less the static head (which the base model has too)."""
-        cloud_only = {id(p) for name, p in self.named_parameters() if name.startswith(self.cloud_only)}
-        static = {id(p) for p in (*self.layer1.parameters(), *self.layer2.parameters())}
-        return [p for p in self.parameters() if id(p) not in cloud_only | static]

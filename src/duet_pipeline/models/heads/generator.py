@@ -24,7 +24,8 @@ import torch
 from torch import nn
 
 from ..backbones import masked_gru
-from ..layers import HeadWeights
+from ..layers import HEAD_TENSORS, HeadWeights, apply_head, apply_head_to_runs
+from .base import Head, RowInputs
 from .static import StaticHead
 
 
@@ -77,8 +78,14 @@ class StackedGenerator(nn.Module):
         return nn.functional.linear(torch.relu(nn.functional.linear(z, w1, b1)), w2, b2)
 
 
-class ParameterGenerator(nn.Module):
-    """Generates the two-layer head for every row from its history (``weights``)."""
+class ParameterGenerator(Head):
+    """DUET's head: generates the two-layer head for every window (``weights``). Its message
+    is the generated layers (``w1``, ``b1``, ``w2``, ``b2``), which the device applies; for
+    a window with nothing known in it, the learned static head (the cold-start fallback)."""
+
+    cloud_only = ("encoder_gru.", "encoder_mlp.", "layer_linears.", "generators.")
+    base_layers = ("static_head.",)
+    reads_position_weights = True
 
     def __init__(
         self,
@@ -117,3 +124,17 @@ class ParameterGenerator(nn.Module):
             b = b_static + deviation[:, self.dim * self.dim :]
             generated += [w, b]
         return HeadWeights(*generated)
+
+    def message(self, history: torch.Tensor, history_emb: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        return dict(zip(HEAD_TENSORS, self.weights(history_emb, mask).tensors()))
+
+    def cold_start(self, history: torch.Tensor, history_emb: torch.Tensor, mask: torch.Tensor
+                   ) -> dict[str, torch.Tensor]:
+        static = self.static_head.weights().tensors()
+        return {name: t.unsqueeze(0).expand(len(history), *t.shape) for name, t in zip(HEAD_TENSORS, static)}
+
+    def forward(self, user: torch.Tensor, rows: RowInputs) -> torch.Tensor:
+        heads = HeadWeights(*(rows.sent[name] for name in HEAD_TENSORS))
+        if rows.runs:  # each window's head multiplies all its rows at once
+            return apply_head_to_runs(user, heads, rows.row_of)
+        return apply_head(user, HeadWeights(*(t[rows.row_of] for t in heads.tensors())))

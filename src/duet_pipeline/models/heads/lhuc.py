@@ -27,7 +27,7 @@ class LHUCHead(PersonalHead):
 
     cloud_only = ("encoder.", "scales.")
 
-    def request(self, history, history_emb, mask):
+    def message(self, history, history_emb, mask):
         scale1, scale2 = self.scales(self.encoder(history_emb, mask)).chunk(2, dim=-1)
         return {"scale1": scale1, "scale2": scale2}
 

@@ -37,7 +37,7 @@ class M2MHead(PersonalHead):
         for unit in self.meta:
             nn.init.zeros_(unit.weight)
 
-    def request(self, history, history_emb, mask):
+    def message(self, history, history_emb, mask):
         c = self.encoder(history_emb, mask)
         sent = {}
         for layer, unit in enumerate(self.meta, start=1):
@@ -47,6 +47,14 @@ class M2MHead(PersonalHead):
         return sent
 
     def forward(self, user: torch.Tensor, rows: RowInputs) -> torch.Tensor:
-        sent, row_of = rows.sent, rows.row_of
-        hidden = torch.tanh(self.layer1(user)) + torch.tanh(linear_per_run(user, sent["w1"], sent["b1"], row_of))
-        return self.layer2(hidden) + linear_per_run(hidden, sent["w2"], sent["b2"], row_of)
+        sent = rows.sent
+        hidden = torch.tanh(self.layer1(user)) + torch.tanh(self._generated(user, sent["w1"], sent["b1"], rows))
+        return self.layer2(hidden) + self._generated(hidden, sent["w2"], sent["b2"], rows)
+
+    @staticmethod
+    def _generated(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, rows: RowInputs) -> torch.Tensor:
+        """``x`` through each row's generated layer: batched by run where rows come in runs,
+        else row by row (a device model's export, whose shapes cannot depend on the data)."""
+        if rows.runs:
+            return linear_per_run(x, weight, bias, rows.row_of)
+        return torch.baddbmm(bias[rows.row_of].unsqueeze(1), x.unsqueeze(1), weight[rows.row_of].transpose(1, 2)).squeeze(1)

@@ -20,7 +20,7 @@ from .ppnet import HeadGates, PPNetHead
 
 
 class PEPNetHead(PPNetHead):
-    """PPNet's head (its request and gated layers) plus EPNet's embedding gate."""
+    """PPNet's head (its message and gated layers) plus EPNet's embedding gate."""
 
     name = "pepnet"
 

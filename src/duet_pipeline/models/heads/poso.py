@@ -62,7 +62,7 @@ class POSOHead(PersonalHead):
         bucket = torch.bucketize(self._mean_log_popularity(history, mask), self.popularity_edges)
         return torch.cat([self.fill_code(mask.sum(dim=1)), self.popularity_code(bucket)], dim=-1)
 
-    def request(self, history, history_emb, mask):
+    def message(self, history, history_emb, mask):
         code = self.code(history, mask)
         return {f"gate{layer}": gate(code) for layer, gate in enumerate(self.gates, start=1)}
 
@@ -70,7 +70,7 @@ class POSOHead(PersonalHead):
         """sum_k g_k ((W / N + D_k) x + b / N) for each row, with its device's gates."""
         gates = rows.sent_rows(f"gate{layer}")  # (B, N)
         parts = self.branch_parts[layer - 1]  # (N, d, d)
-        branch_outputs = (x @ parts.reshape(-1, self.dim).T).view(len(x), self.branches, self.dim)
+        branch_outputs = (x @ parts.reshape(-1, self.dim).T).view(x.shape[0], self.branches, self.dim)
         shared = linear(x) * gates.mean(dim=1, keepdim=True)
         return shared + (gates.unsqueeze(-1) * branch_outputs).sum(dim=1)
 

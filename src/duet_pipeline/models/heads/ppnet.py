@@ -45,7 +45,7 @@ class PPNetHead(PersonalHead):
         self.encoder = HistoryEncoder(dim)
         self.gates = HeadGates(dim, gate_hidden)
 
-    def request(self, history, history_emb, mask):
+    def message(self, history, history_emb, mask):
         return {"prior": self.encoder(history_emb, mask)}
 
     def forward(self, user: torch.Tensor, rows: RowInputs) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Serving nodes: the generator to the MLflow model registry, the device half to ONNX."""
+"""Serving nodes: a method's cloud half to the MLflow model registry, its device half to ONNX."""
 from __future__ import annotations
 
 import logging
@@ -11,28 +11,28 @@ import pandas as pd
 
 from duet_pipeline.serving.config import ServingParams
 from duet_pipeline.serving.device import check_device_model, export_device_model
-from duet_pipeline.serving.generator import log_generator
+from duet_pipeline.serving.cloud_half import log_cloud_half
 from duet_pipeline.training.tensors import to_tensors
 
 logger = logging.getLogger(__name__)
 
 
-def publish_head_generator(model_bundle: dict[str, Any], item_index: pd.DataFrame, dataset: str, backbone: str,
-                           serving: dict[str, Any]) -> dict[str, Any]:
-    """Log the head generator as a pyfunc model to this run and register a new version."""
+def publish_cloud_half(model_bundle: dict[str, Any], item_index: pd.DataFrame, dataset: str, backbone: str,
+                       serving: dict[str, Any]) -> dict[str, Any]:
+    """Log the method's cloud half as a pyfunc model to this run and register a new version."""
     params = ServingParams.from_params(serving)
     if mlflow.active_run() is None:
-        raise RuntimeError("publishing the head generator needs an MLflow run (kedro-mlflow opens one per kedro run)")
-    info = log_generator(model_bundle, item_index, params.registered_model,
-                         {"dataset": dataset, "backbone": backbone, "method": params.method})
-    logger.info("head generator: %s, registered as %s version %s", info.model_uri, params.registered_model,
+        raise RuntimeError("publishing the cloud half needs an MLflow run (kedro-mlflow opens one per kedro run)")
+    info = log_cloud_half(model_bundle, item_index, params.registered_name,
+                          {"dataset": dataset, "backbone": backbone, "method": params.method})
+    logger.info("cloud half: %s, registered as %s version %s", info.model_uri, params.registered_name,
                 info.registered_model_version)
-    return {"model_uri": info.model_uri, "registered_model": params.registered_model,
+    return {"model_uri": info.model_uri, "registered_model": params.registered_name,
             "version": str(info.registered_model_version), "method": params.method}
 
 
 def export_device_onnx(model_bundle: dict[str, Any]) -> bytes:
-    """The device's static model and head application as ONNX bytes."""
+    """The device's static model and its head's device half as ONNX bytes."""
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "device_model.onnx"
         export_device_model(model_bundle, path)

@@ -1,11 +1,15 @@
-"""The head generator as an MLflow pyfunc model: raw item ids in, each request's head out.
+"""A method's cloud half as an MLflow pyfunc model: raw item ids in, each request's message out.
+
+Any method whose head sends the device something (DUET's generated layers, LHUC's scales,
+PPNet's or PEPNet's signal, POSO's gates, M2M's and APG's generated parts) is served the
+same way: the model's ``message`` on each request's window.
 
 Input: ``{"inputs": [{"history": [...], "encoding": "int8"}, ...]}``, one request per
 element, each a list of raw item ids of the dataset's type (integers for MovieLens, strings
-for a string-keyed log: :class:`StringKeyedHeadGenerator`), most recent last, and the
-encoding of the answer (float32 when absent; :mod:`.requests` says what happens to anything
-else). Output, per request: ``message`` (the generated head's ``w1``, ``b1``, ``w2``, ``b2``,
-each ``{"shape", "data", "scale"}`` in the requested ``encoding``: decode with
+for a string-keyed log: :class:`StringKeyedCloudHalf`), most recent last, and the encoding
+of the answer (float32 when absent; :mod:`.requests` says what happens to anything else).
+Output, per request: ``message`` (the head's named tensors, each ``{"shape", "data",
+"scale"}`` in the requested ``encoding``: decode with
 :func:`duet_pipeline.serving.encodings.decode_message`), ``unknown_items``, ``truncated``,
 ``cold_start`` and ``model_version`` (a digest of the weights; the registry maps it to its run).
 
@@ -31,7 +35,7 @@ import torch
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-from duet_pipeline.models.layers import HeadWeights
+from duet_pipeline.models.layers import HEAD_TENSORS
 from duet_pipeline.models.recommender import Recommender, load_model
 
 from .encodings import encode_message
@@ -46,22 +50,14 @@ def weights_digest(bundle: dict[str, Any]) -> str:
     return digest.hexdigest()[:12]
 
 
-HEAD_TENSORS = ("w1", "b1", "w2", "b2")
-
-
-def head_messages(heads: HeadWeights) -> list[dict[str, np.ndarray]]:
-    """Per-request heads (B, ...) -> one message per request: w1, b1, w2, b2 as float32."""
-    arrays = [t.detach().numpy().astype(np.float32) for t in heads.tensors()]
-    return [dict(zip(HEAD_TENSORS, (array[row] for array in arrays))) for row in range(len(arrays[0]))]
-
-
 def head_weights_of(message: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
-    """A decoded message -> (w1, b1, w2, b2), as the device model takes them."""
+    """A generated head's decoded message -> (w1, b1, w2, b2)."""
     return tuple(np.asarray(message[name], dtype=np.float32) for name in HEAD_TENSORS)
 
 
-class HeadGenerator(mlflow.pyfunc.PythonModel):
-    """The cloud half of DUET: histories -> heads, with the static head for cold starts."""
+class CloudHalf(mlflow.pyfunc.PythonModel):
+    """A method's cloud half: histories -> messages (a window with nothing known in it gets
+    the head's cold-start message: DUET's static head, the others' answer to an empty window)."""
 
     def load_context(self, context: Any) -> None:
         # One request is a few small matrix products: a second thread only spins, and each
@@ -73,8 +69,9 @@ class HeadGenerator(mlflow.pyfunc.PythonModel):
         self.setup(load_model(bundle), index, (context.model_config or {}).get("version", weights_digest(bundle)))
 
     def setup(self, model: Recommender, item_index: pd.DataFrame, version: str) -> None:
-        if not model.generates_heads:
-            raise ValueError("the head generator needs a model that generates heads (a DUET variant)")
+        if not sends_message(model):
+            raise ValueError("this model's head sends the device nothing: there is no cloud half to serve "
+                             "(export its device model only)")
         self.model, self.version = model.eval(), version
         self.item_index = dict(zip(item_index["raw_item_id"].tolist(), item_index["item_index"].tolist()))
 
@@ -93,19 +90,16 @@ class HeadGenerator(mlflow.pyfunc.PythonModel):
 
     @torch.inference_mode()
     def answer(self, parsed: Any, encodings: list[str]) -> list[HeadAnswer]:
-        heads = self.model.head_weights(torch.from_numpy(parsed.history))
-        static = HeadWeights(*(t.unsqueeze(0) for t in self.model.head.static_head.weights().tensors()))
-        static_message = head_messages(static)[0]
-        messages = [static_message if cold else message
-                    for message, cold in zip(head_messages(heads), parsed.cold_start.astype(bool))]
-        return [HeadAnswer(encoding=encoding, message=encode_message(message, encoding), unknown_items=int(unknown),
-                           truncated=int(truncated), cold_start=int(cold_start), model_version=self.version)
-                for message, encoding, unknown, truncated, cold_start in zip(
-                    messages, encodings, parsed.unknown_items, parsed.truncated, parsed.cold_start)]
+        sent = {name: t.numpy() for name, t in self.model.message(torch.from_numpy(parsed.history)).items()}
+        return [HeadAnswer(encoding=encoding, message=encode_message({name: t[row] for name, t in sent.items()}, encoding),
+                           unknown_items=int(unknown), truncated=int(truncated), cold_start=int(cold_start),
+                           model_version=self.version)
+                for row, (encoding, unknown, truncated, cold_start) in enumerate(zip(
+                    encodings, parsed.unknown_items, parsed.truncated, parsed.cold_start))]
 
 
-class StringKeyedHeadGenerator(HeadGenerator):
-    """The generator of a string-keyed dataset (``ids: string``): histories of string ids."""
+class StringKeyedCloudHalf(CloudHalf):
+    """The cloud half of a string-keyed dataset (``ids: string``): histories of string ids."""
 
     def predict(self, context: Any, model_input: list[StringHistoryRequest],
                 params: dict[str, Any] | None = None) -> list[HeadAnswer]:
@@ -113,15 +107,21 @@ class StringKeyedHeadGenerator(HeadGenerator):
         return self.respond([request.history for request in model_input], [request.encoding for request in model_input])
 
 
-def generator_for(item_index: pd.DataFrame) -> HeadGenerator:
-    """The generator whose signature takes the item index's id type."""
+def cloud_half_for(item_index: pd.DataFrame) -> CloudHalf:
+    """The cloud half whose signature takes the item index's id type."""
     string_keyed = not pd.api.types.is_integer_dtype(item_index["raw_item_id"])
-    return StringKeyedHeadGenerator() if string_keyed else HeadGenerator()
+    return StringKeyedCloudHalf() if string_keyed else CloudHalf()
 
 
-def log_generator(bundle: dict[str, Any], item_index: pd.DataFrame, registered_name: str | None,
-                  tags: dict[str, str]) -> Any:
-    """Log the generator to the active MLflow run as a pyfunc model (signature from the type
+def sends_message(model: Recommender) -> bool:
+    """Whether the model's head sends the device anything (else it has no cloud half)."""
+    with torch.inference_mode():
+        return bool(model.message(torch.ones(1, model.config.max_seq_len, dtype=torch.long)))
+
+
+def log_cloud_half(bundle: dict[str, Any], item_index: pd.DataFrame, registered_name: str | None,
+                   tags: dict[str, str]) -> Any:
+    """Log the cloud half to the active MLflow run as a pyfunc model (signature from the type
     hints, input example) and, with ``registered_name``, register it as a new version tagged ``tags``."""
     version = weights_digest(bundle)
     with tempfile.TemporaryDirectory() as folder:
@@ -130,7 +130,7 @@ def log_generator(bundle: dict[str, Any], item_index: pd.DataFrame, registered_n
         item_index.to_parquet(index_path, index=False)
         example = [{"history": item_index["raw_item_id"].head(5).tolist()}]
         info = mlflow.pyfunc.log_model(
-            name="head_generator", python_model=generator_for(item_index), input_example=example,
+            name="cloud_half", python_model=cloud_half_for(item_index), input_example=example,
             artifacts={"model": str(model_path), "item_index": str(index_path)}, model_config={"version": version},
             registered_model_name=registered_name, pip_requirements=_requirements(),
         )

@@ -1,0 +1,97 @@
+"""Every head is a deployable unit: its device half, fed the message its cloud half sent (as
+a device receives it: one request's tensors, encoded and decoded), scores as the model does
+in process; and its device half exported to ONNX scores as PyTorch."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import PARAMETERS, backbone_options
+
+from duet_pipeline.methods import get_method
+from duet_pipeline.models.backbones import BACKBONES
+from duet_pipeline.models.recommender import ModelConfig, Recommender, consecutive_runs, model_bundle
+from duet_pipeline.samples import SampleTensors
+from duet_pipeline.serving.device import OnnxDevice, export_device_model
+from duet_pipeline.serving.encodings import decode_message, encode_message
+
+DIM, SEQ_LEN, NUM_ITEMS = 8, 5, 30
+GENERATOR = {"generator_hidden": 16, "num_generators": 2, "temperature": 1.0, "deviation_init_scale": 0.5}
+FAMILY = ["lhuc", "ppnet", "poso", "pepnet", "m2m", "can", "apg"]
+HEADS = ["base", "duet+swa", "duet-pa-gaussian", *FAMILY]
+
+pytestmark = pytest.mark.usefixtures("light_torch")
+
+
+def candidates(devices: int = 5, per_device: int = 6, seed: int = 0) -> SampleTensors:
+    """Each device's candidates in a run of rows sharing its window."""
+    rng = np.random.default_rng(seed)
+    windows = np.zeros((devices, SEQ_LEN), dtype=np.int64)
+    for device in range(devices):
+        length = int(rng.integers(1, SEQ_LEN + 1))
+        windows[device, SEQ_LEN - length:] = rng.choice(np.arange(1, NUM_ITEMS + 1), size=length, replace=False)
+    n = devices * per_device
+    return SampleTensors(torch.arange(n) // per_device, torch.from_numpy(np.repeat(windows, per_device, axis=0)),
+                         torch.from_numpy(rng.integers(1, NUM_ITEMS + 1, size=n)), torch.zeros(n))
+
+
+def model_with(head: str, backbone: str) -> Recommender:
+    """An untrained model with ``head``, every parameter moved off its (neutral) start."""
+    options = backbone_options(backbone, **({"num_heads": 2} if backbone == "sasrec" else {}))
+    config = ModelConfig(NUM_ITEMS, SEQ_LEN, backbone, dim=DIM, backbone_options=options)
+    if head.startswith("duet"):
+        config.generator = GENERATOR
+        config.position_weights = get_method(head).variant.get("position_weights", "none")
+    elif head != "base":
+        block = {k: v for k, v in PARAMETERS["personalization"][head].items() if k != "serving"}
+        config.personal_head = {"name": get_method(head).variant["head"], **block}
+    torch.manual_seed(3)
+    model = Recommender(config)
+    if head in FAMILY:
+        model.head.prepare(candidates(devices=8, seed=5))
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.3)
+    return model.eval()
+
+
+def received(sent: dict[str, torch.Tensor], encoding: str = "float32") -> dict[str, torch.Tensor]:
+    """What the devices hold: each device's own message, sent and decoded one request at a time."""
+    per_device = [decode_message(encode_message({k: v[i].numpy() for k, v in sent.items()}, encoding), encoding)
+                  for i in range(len(next(iter(sent.values()))))] if sent else []
+    return {k: torch.from_numpy(np.stack([m[k] for m in per_device])) for k in sent}
+
+
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+@pytest.mark.parametrize("head", HEADS)
+def test_the_device_half_fed_the_cloud_half_s_message_scores_as_the_model(head: str, backbone: str) -> None:
+    model, data = model_with(head, backbone), candidates()
+    distinct, row_of = consecutive_runs(data.history)
+    with torch.no_grad():
+        in_process = model(data.history, data.target)
+        sent = model.message(distinct)
+        on_device = model.score(distinct, data.target, row_of, received(sent))
+        # Positive control: every device scoring with the next device's message.
+        shifted = {k: v.roll(1, dims=0) for k, v in received(sent).items()}
+        wrong = model.score(distinct, data.target, row_of, shifted)
+    torch.testing.assert_close(on_device, in_process, rtol=1e-6, atol=1e-6)
+    if sent and head != "can":
+        assert (wrong - in_process).abs().max() > 1e-3, f"{head}: the message does not enter the score"
+    assert (head in ("base", "can")) == (sent == {})
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_the_exported_device_half_scores_as_pytorch(head: str, tmp_path) -> None:
+    model, data = model_with(head, "gru4rec"), candidates()
+    path = tmp_path / "device.onnx"
+    export_device_model(model_bundle(model, head), path)
+    device = OnnxDevice(path)
+    distinct, row_of = consecutive_runs(data.history)
+    with torch.no_grad():
+        expected = model(data.history, data.target).numpy()
+        sent = received(model.message(distinct))
+    assert device.names == list(sent)
+    for k in range(len(distinct)):
+        rows = (row_of == k).numpy()
+        scores = device.score(distinct[k].numpy(), data.target[rows].numpy(), {n: v[k].numpy() for n, v in sent.items()})
+        np.testing.assert_allclose(scores, expected[rows], rtol=0, atol=1e-5)
