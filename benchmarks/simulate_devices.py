@@ -44,6 +44,7 @@ import numpy as np
 from common import REPO_ROOT, machine, today, write_section
 
 from duet_pipeline.evaluation.metrics import compute_metrics
+from duet_pipeline.experiments.grid import code_version
 from duet_pipeline.methods.common import Devices, spread_evenly
 from duet_pipeline.models.recommender import load_model
 from duet_pipeline.project import load_parameters
@@ -223,7 +224,7 @@ def main() -> None:
 RECORD = REPO_ROOT / "docs" / "results" / "device_simulator.csv"
 COLUMNS = ["method", "encoding", "dataset", "backbone", "devices", "auc_served", "auc_in_process", "payload_bytes",
            "p50_ms_c1", "p99_ms_c1", "requests_per_second_c1", "requests_per_second_c4", "requests_per_second_c16",
-           "errors", "onnx_ms_p50", "onnx_bytes", "workers", "date", "machine"]
+           "errors", "onnx_ms_p50", "onnx_bytes", "workers", "requests", "date", "code", "machine"]
 
 
 def report(args: argparse.Namespace, tags: dict[str, str], serving: ServingParams, check: dict[str, float],
@@ -240,7 +241,8 @@ def report(args: argparse.Namespace, tags: dict[str, str], serving: ServingParam
            "p50_ms_c1": levels.get(1, {}).get("p50_ms"), "p99_ms_c1": levels.get(1, {}).get("p99_ms"),
            **{f"requests_per_second_c{c}": levels.get(c, {}).get("requests_per_second") for c in (1, 4, 16)},
            "errors": int(errors), "onnx_ms_p50": check["onnx_ms_p50"], "onnx_bytes": int(check["onnx_bytes"]),
-           "workers": serving.workers, "date": today(), "machine": machine()}
+           "workers": serving.workers, "requests": args.requests, "date": today(), "code": code_version(),
+           "machine": machine()}
     record = pd.read_csv(RECORD) if RECORD.exists() else pd.DataFrame(columns=COLUMNS)
     same = (record["method"] == row["method"]) & (record["encoding"] == row["encoding"])
     previous = record[same].iloc[0] if same.any() else None
@@ -278,7 +280,7 @@ def simulator_table(record, args: argparse.Namespace) -> str:
             f"{figure(r.p50_ms_c1, '{:.2f}')} / {figure(r.p99_ms_c1, '{:.2f}')} ({figure(previous_p50, '{:.2f}')}) | "
             f"{figure(r.requests_per_second_c1, '{:.0f}')} / {figure(r.requests_per_second_c4, '{:.0f}')} / "
             f"{figure(r.requests_per_second_c16, '{:.0f}')} ({figure(previous_rps, '{:.0f}')}) | {r.errors} | "
-            f"{r.date}, {r.machine} |")
+            f"{r.date}, code {r.code}, {r.requests} requests per level, {r.workers} server workers, {r.machine} |")
     return "\n".join([
         "## Device simulator: every served method and payload encoding", "",
         "Command: `make simulate-devices METHOD=<method> ENCODING=<encoding>` (`python benchmarks/simulate_devices.py "
