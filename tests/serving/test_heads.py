@@ -7,32 +7,20 @@ import numpy as np
 import pytest
 import torch
 from conftest import PARAMETERS, backbone_options
+from serving.test_serving import candidates_table
 
 from duet_pipeline.methods import get_method
 from duet_pipeline.models.backbones import BACKBONES
 from duet_pipeline.models.recommender import ModelConfig, Recommender, consecutive_runs, model_bundle
-from duet_pipeline.samples import SampleTensors
 from duet_pipeline.serving.device import OnnxDevice, export_device_model
 from duet_pipeline.serving.encodings import decode_message, encode_message
 
-DIM, SEQ_LEN, NUM_ITEMS = 8, 5, 30
+DIM, SEQ_LEN, NUM_ITEMS = 8, 5, 30  # as test_serving's, whose candidates these tests use
 GENERATOR = {"generator_hidden": 16, "num_generators": 2, "temperature": 1.0, "deviation_init_scale": 0.5}
 FAMILY = ["lhuc", "ppnet", "poso", "pepnet", "m2m", "can", "apg"]
 HEADS = ["base", "duet+swa", "duet-pa-gaussian", *FAMILY]
 
 pytestmark = pytest.mark.usefixtures("light_torch")
-
-
-def candidates(devices: int = 5, per_device: int = 6, seed: int = 0) -> SampleTensors:
-    """Each device's candidates in a run of rows sharing its window."""
-    rng = np.random.default_rng(seed)
-    windows = np.zeros((devices, SEQ_LEN), dtype=np.int64)
-    for device in range(devices):
-        length = int(rng.integers(1, SEQ_LEN + 1))
-        windows[device, SEQ_LEN - length:] = rng.choice(np.arange(1, NUM_ITEMS + 1), size=length, replace=False)
-    n = devices * per_device
-    return SampleTensors(torch.arange(n) // per_device, torch.from_numpy(np.repeat(windows, per_device, axis=0)),
-                         torch.from_numpy(rng.integers(1, NUM_ITEMS + 1, size=n)), torch.zeros(n))
 
 
 def model_with(head: str, backbone: str) -> Recommender:
@@ -48,7 +36,7 @@ def model_with(head: str, backbone: str) -> Recommender:
     torch.manual_seed(3)
     model = Recommender(config)
     if head in FAMILY:
-        model.head.prepare(candidates(devices=8, seed=5))
+        model.head.prepare(candidates_table(users=8, seed=5))
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.add_(torch.randn_like(parameter) * 0.3)
@@ -65,7 +53,7 @@ def received(sent: dict[str, torch.Tensor], encoding: str = "float32") -> dict[s
 @pytest.mark.parametrize("backbone", sorted(BACKBONES))
 @pytest.mark.parametrize("head", HEADS)
 def test_the_device_half_fed_the_cloud_half_s_message_scores_as_the_model(head: str, backbone: str) -> None:
-    model, data = model_with(head, backbone), candidates()
+    model, data = model_with(head, backbone), candidates_table(users=5)
     distinct, row_of = consecutive_runs(data.history)
     with torch.no_grad():
         in_process = model(data.history, data.target)
@@ -82,7 +70,7 @@ def test_the_device_half_fed_the_cloud_half_s_message_scores_as_the_model(head: 
 
 @pytest.mark.parametrize("head", HEADS)
 def test_the_exported_device_half_scores_as_pytorch(head: str, tmp_path) -> None:
-    model, data = model_with(head, "gru4rec"), candidates()
+    model, data = model_with(head, "gru4rec"), candidates_table(users=5)
     path = tmp_path / "device.onnx"
     export_device_model(model_bundle(model, head), path)
     device = OnnxDevice(path)

@@ -161,8 +161,9 @@ def test_a_string_keyed_dataset_is_served_string_ids(tmp_path):
     assert [a["unknown_items"] for a in answer] == [0, 1, 0] and [a["cold_start"] for a in answer] == [0, 0, 1]
 
 
-def candidates_table(users: int = 4, per_user: int = 6) -> SampleTensors:
-    rng = np.random.default_rng(0)
+def candidates_table(users: int = 4, per_user: int = 6, seed: int = 0) -> SampleTensors:
+    """Each device's candidates, a run of rows sharing its (non-empty) window; the first a positive."""
+    rng = np.random.default_rng(seed)
     history = np.zeros((users, SEQ_LEN), dtype=np.int64)
     for u in range(users):
         length = int(rng.integers(1, SEQ_LEN + 1))
