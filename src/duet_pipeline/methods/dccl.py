@@ -41,7 +41,7 @@ from duet_pipeline.models.metapatch import MetaPatch, bernoulli_kl, patched_logi
 from duet_pipeline.models.recommender import Recommender, load_model, model_bundle
 from duet_pipeline.parameters import Block
 from duet_pipeline.training.loop import TrainingConfig, cross_entropy, fit, predict
-from duet_pipeline.training.on_device import ADAM_BETAS, ADAM_EPS, user_steps
+from duet_pipeline.training.on_device import ADAM_BETAS, ADAM_EPS, device_adam, user_steps
 from duet_pipeline.training.models import CloudData, EpochCallback, Trained
 from duet_pipeline.samples import SampleTensors
 from duet_pipeline.training.tensors import RowsByUser
@@ -100,6 +100,19 @@ SPEC = MethodSpec(
 
 def needs_base_model(options: DcclOptions, variant: dict[str, Any]) -> bool:
     return True  # round 0 is the base model
+
+
+def exportable(variant: dict[str, Any]) -> bool:
+    """MoMoDistill's device runs the last round's cloud model as is. MetaPatch's runs it patched
+    by ``Theta`` and its own meta-patch, trained on the device: that scorer is not exported yet."""
+    return variant["scores"] == "cloud"
+
+
+def device_bundle(bundle: dict[str, Any], variant: dict[str, Any]) -> dict[str, Any]:
+    """The model every device runs: the last round's cloud model (MoMoDistill)."""
+    if not exportable(variant):
+        raise ValueError("metapatch: the device's model is patched by its own meta-patch; not exportable yet")
+    return bundle["rounds"][-1]["cloud"]
 
 
 # ---- the round stages --------------------------------------------------------------
@@ -240,7 +253,6 @@ def train_metapatches(model: Recommender, patch: MetaPatch, own: SampleTensors, 
     user_vector, target_vector = head_features(model, own)
     phi = start[users].clone()
     first, second = torch.zeros_like(phi), torch.zeros_like(phi)
-    (beta1, beta2), lr = ADAM_BETAS, device.learning_rate
     total_steps = max((len(s) for s in steps), default=0)
     for step in progress(range(total_steps), enabled=device.progress, desc="dccl devices", unit="step"):
         active = torch.tensor([k for k, s in enumerate(steps) if len(s) > step])
@@ -253,11 +265,8 @@ def train_metapatches(model: Recommender, patch: MetaPatch, own: SampleTensors, 
         losses = cross_entropy(logits, own.label[rows], reduction="none")
         (grad,) = torch.autograd.grad((losses / lengths[row_of]).sum(), mine)
         # torch.optim.Adam's update, for the devices still training.
-        correction1, correction2 = 1 - beta1 ** (step + 1), 1 - beta2 ** (step + 1)
-        first[active] = beta1 * first[active] + (1 - beta1) * grad
-        second[active] = beta2 * second[active] + (1 - beta2) * grad**2
-        denom = second[active].sqrt() / correction2**0.5 + ADAM_EPS
-        phi[active] = mine.detach() - (lr / correction1) * first[active] / denom
+        phi[active], first[active], second[active] = device_adam(mine.detach(), grad, first[active], second[active],
+                                                                 step, device.learning_rate)
     table = start.clone()
     table[users] = phi
     return table

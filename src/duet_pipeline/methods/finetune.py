@@ -27,7 +27,7 @@ from duet_pipeline.parameters import Block
 from duet_pipeline.training.cores import CoreShare
 from duet_pipeline.training.loop import cross_entropy
 from duet_pipeline.samples import SampleTensors
-from duet_pipeline.training.on_device import ADAM_BETAS, ADAM_EPS, user_steps
+from duet_pipeline.training.on_device import ADAM_BETAS, ADAM_EPS, device_adam, user_steps
 from duet_pipeline.training.tensors import RowsByUser
 
 from .common import Devices, MethodSpec, Personalization, spread_evenly
@@ -186,7 +186,6 @@ class BatchedFinetuner:
             params[ITEM_TABLE] = self.trainable[ITEM_TABLE][local.items]  # (U, M, d): each device's own rows
         first_moment = {n: torch.zeros_like(p) for n, p in params.items()}
         second_moment = {n: torch.zeros_like(p) for n, p in params.items()}
-        (beta1, beta2), lr = ADAM_BETAS, self.config.learning_rate
         empty = torch.zeros(0, dtype=torch.long)
         for step in range(max((len(s) for s in steps), default=0)):
             active = torch.tensor([len(s) > step for s in steps])
@@ -194,13 +193,10 @@ class BatchedFinetuner:
             batch = batch.with_local_items(local)
             grads = self._grad(params, batch.history, batch.row_of, batch.target, batch.label, batch.weight)
             # Adam exactly as torch.optim.Adam; every active user is at the same step count.
-            correction1, correction2 = 1 - beta1 ** (step + 1), 1 - beta2 ** (step + 1)
             for name, value in params.items():
                 keep = active.view(-1, *([1] * (value.dim() - 1)))
-                m = beta1 * first_moment[name] + (1 - beta1) * grads[name]
-                v = beta2 * second_moment[name] + (1 - beta2) * grads[name] ** 2
-                denom = (v.sqrt() / correction2**0.5) + ADAM_EPS
-                updated = value - (lr / correction1) * m / denom
+                updated, m, v = device_adam(value, grads[name], first_moment[name], second_moment[name], step,
+                                            self.config.learning_rate)
                 params[name] = torch.where(keep, updated, value)
                 first_moment[name] = torch.where(keep, m, first_moment[name])
                 second_moment[name] = torch.where(keep, v, second_moment[name])

@@ -10,9 +10,9 @@ from duet_pipeline.parameters import Block, parse_block
 
 
 def servable_methods() -> list[str]:
-    """Methods whose trained model is one network with a device half (DCCL's MetaPatch and
-    MoMoDistill keep patches beside it: not exportable yet)."""
-    return [name for name in method_names() if get_method(name).model_name != "dccl"]
+    """Methods whose device model can be exported (all but MetaPatch, whose device model is
+    patched by a meta-patch trained on the device)."""
+    return [name for name in method_names() if get_method(name).exportable]
 
 
 class ServingParams(Block):

@@ -1,7 +1,8 @@
 """Training on the device, as the methods that do it share it (per-device fine-tuning and
-DCCL's MetaPatch): each device's optimiser steps over its own rows, and the optimiser's
-settings. The batched trainers (``torch.func.vmap`` over devices) are the methods' own:
-what they train differs (a model's parameters, a patch).
+DCCL's MetaPatch): each device's optimiser steps over its own rows, and Adam applied to many
+devices at once (each device's state a row of a stacked tensor, every device still training
+at the same step count). What is trained, and how its gradient is batched over devices,
+is the method's (a model's parameters under ``torch.func.vmap``; a patch).
 """
 from __future__ import annotations
 
@@ -29,3 +30,15 @@ def user_steps(user_rows: torch.Tensor, user: int, epochs: int, batch_size: int,
         order = rows[np.random.default_rng([seed, user, epoch]).permutation(len(rows))]
         steps += [torch.from_numpy(np.sort(order[i : i + batch_size])) for i in range(0, len(order), batch_size)]
     return steps
+
+
+def device_adam(value: torch.Tensor, grad: torch.Tensor, first: torch.Tensor, second: torch.Tensor, step: int,
+                learning_rate: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One ``torch.optim.Adam`` step (``step`` counts from 0), element by element, for devices'
+    stacked values: the new values and first and second moments."""
+    (beta1, beta2) = ADAM_BETAS
+    correction1, correction2 = 1 - beta1 ** (step + 1), 1 - beta2 ** (step + 1)
+    first = beta1 * first + (1 - beta1) * grad
+    second = beta2 * second + (1 - beta2) * grad**2
+    denom = (second.sqrt() / correction2**0.5) + ADAM_EPS
+    return value - (learning_rate / correction1) * first / denom, first, second

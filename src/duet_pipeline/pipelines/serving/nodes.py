@@ -9,6 +9,7 @@ from typing import Any
 import mlflow
 import pandas as pd
 
+from duet_pipeline.methods import get_method
 from duet_pipeline.serving.config import ServingParams
 from duet_pipeline.serving.device import check_device_model, export_device_model
 from duet_pipeline.serving.cloud_half import log_cloud_half
@@ -31,11 +32,12 @@ def publish_cloud_half(model_bundle: dict[str, Any], item_index: pd.DataFrame, d
             "version": str(info.registered_model_version), "method": params.method}
 
 
-def export_device_onnx(model_bundle: dict[str, Any]) -> bytes:
+def export_device_onnx(model_bundle: dict[str, Any], serving: dict[str, Any]) -> bytes:
     """The device's static model and its head's device half as ONNX bytes."""
+    params = ServingParams.from_params(serving)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "device_model.onnx"
-        export_device_model(model_bundle, path)
+        export_device_model(get_method(params.method).device_bundle(model_bundle), path)
         return path.read_bytes()
 
 
@@ -47,6 +49,7 @@ def check_device_onnx(device_model_onnx: bytes, model_bundle: dict[str, Any], te
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "device_model.onnx"
         path.write_bytes(device_model_onnx)
-        report = check_device_model(path, model_bundle, to_tensors(test_samples), params.check_devices)
+        report = check_device_model(path, get_method(params.method).device_bundle(model_bundle),
+                                    to_tensors(test_samples), params.check_devices)
     logger.info("ONNX device model: %s", ", ".join(f"{k}={v:.4g}" for k, v in report.items()))
     return report

@@ -19,7 +19,7 @@ def create_pipeline(**kwargs) -> Pipeline:
     serving = current().serving
     model, key = f"{serving.model_key}_model", serving.method_key
     nodes = [
-        node(export_device_onnx, inputs={"model_bundle": model}, outputs=f"{key}_device_onnx",
+        node(export_device_onnx, inputs={"model_bundle": model, "serving": "params:serving"}, outputs=f"{key}_device_onnx",
              name="export_device_onnx"),
         node(check_device_onnx, inputs={"device_model_onnx": f"{key}_device_onnx", "model_bundle": model,
                                         "test_samples": "test_samples", "serving": "params:serving"},
