@@ -20,6 +20,7 @@ from duet_pipeline.models.heads.generator import ParameterGenerator, StackedGene
 from duet_pipeline.models.recommender import ModelConfig, Recommender, load_model, model_bundle
 from duet_pipeline.methods import get_method
 from duet_pipeline.methods.duet import DuetOptions, duet_config, warm_start_from_base
+from duet_pipeline.methods.messaging import payload_bytes
 
 from conftest import PARAMETERS, backbone_options, generated_heads, row_user_vectors
 
@@ -83,9 +84,9 @@ def test_generated_head_shapes_and_payload():
     assert tuple(head.b2.shape) == (B, DIM)
     assert all(t.dtype == torch.float32 for t in head.tensors())
     assert all(torch.isfinite(t).all() for t in head.tensors())
-    assert head.payload_bytes() == 2 * (DIM * DIM + DIM) * 4
+    assert payload_bytes(model.message(hist)) == 2 * (DIM * DIM + DIM) * 4
     # A single-request head has the same payload.
-    assert generated_heads(model, hist[:1]).payload_bytes() == 2 * (DIM * DIM + DIM) * 4
+    assert payload_bytes(model.message(hist[:1])) == 2 * (DIM * DIM + DIM) * 4
 
 
 def test_different_histories_give_different_heads_same_history_same_head():

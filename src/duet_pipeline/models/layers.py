@@ -77,11 +77,6 @@ class HeadWeights:
     def tensors(self) -> tuple[torch.Tensor, ...]:
         return (self.w1, self.b1, self.w2, self.b2)
 
-    def payload_bytes(self) -> int:
-        """Bytes one device receives: one head's parameters."""
-        one_head = [t[0] if self.per_row else t for t in self.tensors()]
-        return sum(t.numel() * t.element_size() for t in one_head)
-
 
 def apply_head(user_vector: torch.Tensor, weights: HeadWeights) -> torch.Tensor:
     """Run the head MLP on ``user_vector`` (B, d) with shared or per-row weights."""

@@ -29,13 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import numpy as np
 import pandas as pd
 import torch
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-from duet_pipeline.models.layers import HEAD_TENSORS
 from duet_pipeline.models.recommender import Recommender, load_model
 
 from .encodings import encode_message
@@ -48,11 +46,6 @@ def weights_digest(bundle: dict[str, Any]) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().contiguous().numpy().tobytes())
     return digest.hexdigest()[:12]
-
-
-def head_weights_of(message: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
-    """A generated head's decoded message -> (w1, b1, w2, b2)."""
-    return tuple(np.asarray(message[name], dtype=np.float32) for name in HEAD_TENSORS)
 
 
 class CloudHalf(mlflow.pyfunc.PythonModel):
