@@ -78,7 +78,8 @@ def perturb(model: Recommender, scale: float = 0.3) -> None:
 
 
 def test_the_family_is_registered_with_one_head_each():
-    assert sorted(PERSONAL_HEADS) == sorted(FAMILY)
+    # Beside the family: MetaPatch's device model (DCCL), a personal head around the static layers too.
+    assert sorted(PERSONAL_HEADS) == sorted([*FAMILY, "metapatch"])
     for method in FAMILY:
         assert get_method(method).spec.cloud_model == "own"
         assert get_method(method).variant["head"] == method

@@ -11,7 +11,8 @@ from serving.test_serving import candidates_table
 
 from duet_pipeline.methods import get_method
 from duet_pipeline.models.backbones import BACKBONES
-from duet_pipeline.models.recommender import ModelConfig, Recommender, consecutive_runs, model_bundle
+from duet_pipeline.models.metapatch import patched_logits
+from duet_pipeline.models.recommender import ModelConfig, Recommender, consecutive_runs, load_model, model_bundle
 from duet_pipeline.serving.device import OnnxDevice, export_device_model
 from duet_pipeline.serving.encodings import decode_message, encode_message
 
@@ -82,4 +83,47 @@ def test_the_exported_device_half_scores_as_pytorch(head: str, tmp_path) -> None
     for k in range(len(distinct)):
         rows = (row_of == k).numpy()
         scores = device.score(distinct[k].numpy(), data.target[rows].numpy(), {n: v[k].numpy() for n, v in sent.items()})
+        np.testing.assert_allclose(scores, expected[rows], rtol=0, atol=1e-5)
+
+
+def metapatched(backbone: str) -> tuple[Recommender, torch.Tensor]:
+    """MetaPatch's device model (a DCCL cloud model with ``Theta``) and meta-patches for 5 devices."""
+    model = model_with("base", backbone)
+    config = {**model.config.to_dict(), "personal_head": {"name": "metapatch", "positions": ["user", "hidden"],
+                                                          "meta_dim": 4}}
+    torch.manual_seed(4)
+    theta = torch.randn(2 * (DIM * DIM + DIM), 4) * 0.1
+    bundle = {"method": "metapatch", "config": config, "state_dict": {**model.state_dict(), "head.patch.theta": theta}}
+    return load_model(bundle), torch.randn(5, 4)
+
+
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+def test_metapatch_s_device_model_scores_as_dccl_s_patched_model(backbone: str) -> None:
+    """The head fed a device's meta-patch equals DCCL's in-process device scoring (the cloud
+    model's head inputs, patched by Theta phi); exported, it takes the meta-patch as an input."""
+    model, phi = metapatched(backbone)
+    data = candidates_table(users=5)
+    distinct, row_of = consecutive_runs(data.history)
+    with torch.no_grad():
+        on_device = model.score(distinct, data.target, row_of, {"metapatch": phi})
+        user, target_vector = model.head_inputs(data.history, data.target)
+        expected = patched_logits(model.head, user, target_vector, model.head.patch.patches(phi), row_of)
+        unpatched = model.score(distinct, data.target, row_of, {"metapatch": torch.zeros_like(phi)})
+    torch.testing.assert_close(on_device, expected, rtol=1e-6, atol=1e-6)
+    assert (on_device - unpatched).abs().max() > 1e-3
+
+
+def test_metapatch_s_exported_device_model_takes_the_meta_patch(tmp_path) -> None:
+    model, phi = metapatched("gru4rec")
+    path = tmp_path / "device.onnx"
+    export_device_model({"method": "metapatch", "config": model.config.to_dict(),
+                         "state_dict": model.state_dict()}, path)
+    device, data = OnnxDevice(path), candidates_table(users=5)
+    distinct, row_of = consecutive_runs(data.history)
+    with torch.no_grad():
+        expected = model.score(distinct, data.target, row_of, {"metapatch": phi}).numpy()
+    assert device.names == ["metapatch"]
+    for k in range(len(distinct)):
+        rows = (row_of == k).numpy()
+        scores = device.score(distinct[k].numpy(), data.target[rows].numpy(), {"metapatch": phi[k].numpy()})
         np.testing.assert_allclose(scores, expected[rows], rtol=0, atol=1e-5)

@@ -62,13 +62,6 @@ class Method:
         """What the device does (the spec's, unless the variant says otherwise)."""
         return self.variant.get("on_device", self.spec.on_device)
 
-    @property
-    def exportable(self) -> bool:
-        """Whether its device model can be exported: a module whose bundle holds more than the
-        device's model says which variants' it can give (``exportable(variant)``)."""
-        check = getattr(self.module, "exportable", None)
-        return True if check is None else bool(check(self.variant))
-
     def device_bundle(self, bundle: dict[str, Any]) -> dict[str, Any]:
         """The model bundle every device runs, from its cloud model's bundle: the bundle itself,
         unless the module keeps more in it (``device_bundle(bundle, variant)``)."""

@@ -102,17 +102,17 @@ def needs_base_model(options: DcclOptions, variant: dict[str, Any]) -> bool:
     return True  # round 0 is the base model
 
 
-def exportable(variant: dict[str, Any]) -> bool:
-    """MoMoDistill's device runs the last round's cloud model as is. MetaPatch's runs it patched
-    by ``Theta`` and its own meta-patch, trained on the device: that scorer is not exported yet."""
-    return variant["scores"] == "cloud"
-
-
 def device_bundle(bundle: dict[str, Any], variant: dict[str, Any]) -> dict[str, Any]:
-    """The model every device runs: the last round's cloud model (MoMoDistill)."""
-    if not exportable(variant):
-        raise ValueError("metapatch: the device's model is patched by its own meta-patch; not exportable yet")
-    return bundle["rounds"][-1]["cloud"]
+    """The model every device runs, from the last round: MoMoDistill's, the cloud model as is;
+    MetaPatch's, that model with ``Theta``'s patches of the device's own meta-patch (its input;
+    the device trains it on its rows with Adam, which an exported scorer does not do)."""
+    cloud = bundle["rounds"][-1]["cloud"]
+    if variant["scores"] == "cloud":
+        return cloud
+    config = {**cloud["config"], "personal_head": {"name": "metapatch", "positions": cloud["patch"]["positions"],
+                                                   "meta_dim": cloud["patch"]["meta_dim"]}}
+    state = {**cloud["state_dict"], "head.patch.theta": cloud["theta"]}
+    return {"method": "metapatch", "config": config, "state_dict": state}
 
 
 # ---- the round stages --------------------------------------------------------------
