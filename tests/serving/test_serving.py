@@ -3,6 +3,7 @@ against the in-process one, the ONNX device model against PyTorch, and one real
 ``mlflow models serve`` round trip with every kind of bad request."""
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -12,6 +13,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 
 import mlflow
 import numpy as np
@@ -208,8 +210,10 @@ def records(*histories) -> bytes:
     return json.dumps({"inputs": [{"history": h} for h in histories]}).encode()
 
 
-def test_a_real_server_answers_and_refuses_bad_requests(tmp_path):
-    bundle = duet_bundle()
+@contextlib.contextmanager
+def served(bundle: dict, tmp_path) -> Iterator[str]:
+    """The bundle's cloud half logged to a fresh store and served as `make serve` serves it;
+    yields its URL, and stops the server's process group at the end."""
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
     mlflow.set_tracking_uri(tracking)
     try:
@@ -231,6 +235,16 @@ def test_a_real_server_answers_and_refuses_bad_requests(tmp_path):
             except OSError:
                 assert server.poll() is None and time.monotonic() < deadline, "the server did not come up"
                 time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def test_a_real_server_answers_and_refuses_bad_requests(tmp_path):
+    port = None
+    with served(duet_bundle(), tmp_path) as url:
+        port = int(url.rsplit(":", 1)[1])
         status, good = post(f"{url}/invocations", records([1001, 1002, 99]))
         assert status == 200
         answer = good["predictions"][0]
@@ -260,9 +274,29 @@ def test_a_real_server_answers_and_refuses_bad_requests(tmp_path):
         # Still serving, and the same answer as before the bad requests.
         status, again = post(f"{url}/invocations", records([1001, 1002, 99]))
         assert status == 200 and again == good
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+
+
+def test_a_method_other_than_duet_is_served_the_same_way(tmp_path):
+    """LHUC's cloud half over HTTP: its scales, in the encoding asked for, equal to the model's;
+    a bad request is refused, and the next good answer is unchanged."""
+    from serving.test_heads import model_with  # test_heads reads this module's candidates
+
+    model = model_with("lhuc", "gru4rec")
+    with served(model_bundle(model, "lhuc"), tmp_path) as url:
+        status, good = post(f"{url}/invocations", json.dumps(
+            {"inputs": [{"history": [1001, 1002, 99], "encoding": "int8"}]}).encode())
+        refused, _ = post(f"{url}/invocations", records("1001"))
+        _, again = post(f"{url}/invocations", json.dumps(
+            {"inputs": [{"history": [1001, 1002, 99], "encoding": "int8"}]}).encode())
+    answer = good["predictions"][0]
+    assert status == 200 and answer["encoding"] == "int8" and answer["unknown_items"] == 1
+    with torch.no_grad():
+        expected = model.message(torch.tensor([[0, 0, 0, 1, 2]]))
+    received = decode_message(answer["message"], "int8")
+    assert received.keys() == expected.keys() == {"scale1", "scale2"}
+    for name, values in expected.items():
+        np.testing.assert_allclose(received[name], values[0].numpy(), atol=np.abs(values.numpy()).max() / 127)
+    assert 400 <= refused < 500 and again == good
 
 
 def test_the_nesting_check_reads_brackets_outside_strings_only():
