@@ -68,11 +68,11 @@ def data_report(events: Events, min_user_interactions: int, negatives: int) -> D
 
 
 def _label(metric: str) -> str:
-    """``events_per_user_p90`` -> "events per user, p90"; ``dropped_duplicate`` -> "dropped: duplicate"."""
-    for prefix in ("events_per_user_", "dropped_"):
-        if metric.startswith(prefix) and metric != "events_dropped":
-            return f"{prefix[:-1].replace('_', ' ')}{',' if prefix == 'events_per_user_' else ':'} {metric[len(prefix):]}"
-    return metric.replace("_", " ")
+    """A metric's name as the table shows it: ``dropped_duplicate`` -> "dropped: duplicate"."""
+    if metric.startswith("dropped_"):
+        return f"dropped: {metric[len('dropped_'):]}"
+    return {"events_per_user_median": "events per user, median",
+            "events_per_user_p90": "events per user, p90"}.get(metric, metric.replace("_", " "))
 
 
 def _warnings(interactions: pd.DataFrame, per_user: np.ndarray, min_user_interactions: int,

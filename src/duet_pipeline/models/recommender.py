@@ -128,6 +128,11 @@ class Recommender(nn.Module):
         fallback = self.head.cold_start(history, *self._head_view(history_emb, mask))
         return {name: torch.where(cold.view(-1, *[1] * (t.dim() - 1)), fallback[name], t) for name, t in sent.items()}
 
+    def message_names(self) -> list[str]:
+        """The names of the tensors the head's cloud half sends (none: it sends nothing)."""
+        with torch.inference_mode():
+            return list(self.message(torch.ones(1, self.config.max_seq_len, dtype=torch.long)))
+
     def _head_view(self, history_emb: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The history embeddings a head's cloud half reads: position-weighted where it reads them."""
         if self.head.reads_position_weights:

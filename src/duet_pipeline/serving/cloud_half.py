@@ -62,7 +62,7 @@ class CloudHalf(mlflow.pyfunc.PythonModel):
         self.setup(load_model(bundle), index, (context.model_config or {}).get("version", weights_digest(bundle)))
 
     def setup(self, model: Recommender, item_index: pd.DataFrame, version: str) -> None:
-        if not sends_message(model):
+        if not model.message_names():
             raise ValueError("this model's head sends the device nothing: there is no cloud half to serve "
                              "(export its device model only)")
         self.model, self.version = model.eval(), version
@@ -104,12 +104,6 @@ def cloud_half_for(item_index: pd.DataFrame) -> CloudHalf:
     """The cloud half whose signature takes the item index's id type."""
     string_keyed = not pd.api.types.is_integer_dtype(item_index["raw_item_id"])
     return StringKeyedCloudHalf() if string_keyed else CloudHalf()
-
-
-def sends_message(model: Recommender) -> bool:
-    """Whether the model's head sends the device anything (else it has no cloud half)."""
-    with torch.inference_mode():
-        return bool(model.message(torch.ones(1, model.config.max_seq_len, dtype=torch.long)))
 
 
 def log_cloud_half(bundle: dict[str, Any], item_index: pd.DataFrame, registered_name: str | None,

@@ -9,11 +9,6 @@ from duet_pipeline.methods import get_method, method_names
 from duet_pipeline.parameters import Block, parse_block
 
 
-def servable_methods() -> list[str]:
-    """Every registered method: each has a device model to export."""
-    return method_names()
-
-
 class ServingParams(Block):
     method: str  # the method whose trained model is served: its cloud half (if any) and device half
     # MLflow model registry name of the cloud half, one version per run; "{method}": the method's key
@@ -25,9 +20,10 @@ class ServingParams(Block):
 
     @field_validator("method")
     @classmethod
-    def _servable(cls, name: str) -> str:
-        if name not in servable_methods():
-            raise ValueError(f"must be a method with a device model to export, one of {servable_methods()}")
+    def _registered(cls, name: str) -> str:
+        # Every registered method has a device model to export.
+        if name not in method_names():
+            raise ValueError(f"must be a registered method, one of {method_names()}")
         return name
 
     @property

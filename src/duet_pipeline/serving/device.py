@@ -25,12 +25,6 @@ from duet_pipeline.training.loop import predict
 from duet_pipeline.training.tensors import RowsByUser
 
 
-def message_names(model: Recommender) -> list[str]:
-    """The names of the tensors the model's head sends, in the order the device model takes them."""
-    with torch.inference_mode():
-        return list(model.message(torch.ones(1, model.config.max_seq_len, dtype=torch.long)))
-
-
 class DeviceScorer(nn.Module):
     """The device's half of a model: its static part and its head's device half."""
 
@@ -40,7 +34,7 @@ class DeviceScorer(nn.Module):
         # Runs of identical histories are found with data-dependent shapes; on the device
         # every candidate reads the one history, given as such (row_of all 0).
         self.model.dedupe_histories = False
-        self.names = message_names(self.model)
+        self.names = self.model.message_names()
 
     def forward(self, history: torch.Tensor, candidates: torch.Tensor, message: dict[str, torch.Tensor]) -> torch.Tensor:
         row_of = torch.zeros_like(candidates)
