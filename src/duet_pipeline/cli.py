@@ -50,8 +50,21 @@ def write_traceback(error: BaseException) -> None:
 DEFAULT_RUNNER = "duet_pipeline.runner.CoreRunner"
 
 
+def with_replay_split(options: dict[str, Any]) -> dict[str, Any]:
+    """``--pipelines=replay`` evaluates the replay split: it sets ``features.split=replay``
+    unless the command line sets the split itself."""
+    pipelines = options.get("pipelines") or options.get("pipeline") or ()
+    names = pipelines.split(",") if isinstance(pipelines, str) else list(pipelines)
+    params = dict(options.get("params") or {})
+    features = params.get("features")
+    if "replay" in names and not (isinstance(features, dict) and "split" in features):
+        params["features"] = {**(features if isinstance(features, dict) else {}), "split": "replay"}
+    return {**options, "params": params}
+
+
 def guarded_run(verbose: bool, **options: Any) -> Any:
     signal.signal(signal.SIGTERM, terminate_on_signal)
+    options = with_replay_split(options)
     options["runner"] = options.get("runner") or DEFAULT_RUNNER
     try:
         return kedro_run.callback(**options)

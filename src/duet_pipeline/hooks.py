@@ -43,11 +43,33 @@ class ParameterCheckHook:
         from duet_pipeline.pipelines import selection
         from duet_pipeline.run_parameters import check_parameters
 
-        if selection.record(check_parameters(context.config_loader["parameters"])):
+        chosen = check_parameters(context.config_loader["parameters"])
+        check_split_folder(chosen.split, context.config_loader["catalog"]["train_samples"]["filepath"])
+        if selection.record(chosen):
             # Pipelines built for other parameters earlier in this process are stale.
             from kedro.framework.project import PACKAGE_NAME, pipelines
 
             pipelines.configure(f"{PACKAGE_NAME}.pipeline_registry")
+
+    # tryfirst: before kedro-mlflow's hook opens a run, so a refused run leaves nothing.
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
+        from duet_pipeline.pipelines import selection
+        from duet_pipeline.run_parameters import check_split
+
+        check_split(selection.current(), list(run_params.get("pipeline_names") or ["__default__"]))
+
+
+def check_split_folder(split: str, samples_path: str) -> None:
+    """The catalog keeps the split's outputs apart only when it reads the split where the
+    parameter is set (--params or globals.yml): a split set in a parameters file alone would
+    write replay samples over leave-one-out's folder."""
+    from duet_pipeline.parameters import ParameterError
+
+    if ("/replay/" in samples_path) != (split == "replay"):
+        raise ParameterError(f"parameter features.split = {split!r} is not the split the catalog's paths use "
+                             f"({samples_path}); set it with --params=features.split={split} or as `split` in "
+                             "conf/<env>/globals.yml, not in a parameters file")
 
 
 class SparkHook:
@@ -106,7 +128,7 @@ class SparkHook:
 
 
 # Outputs a run prints at its end (a namespaced pipeline has one per namespace).
-SUMMARY_OUTPUT = "comparison_markdown"
+SUMMARY_OUTPUTS = ("comparison_markdown", "replay_markdown")
 # Pipelines named for their methods in a run's name; any other pipeline names itself.
 METHOD_PIPELINES = {"__default__", "duet", "duet_all"}
 
@@ -205,7 +227,7 @@ class RunRecordHook:
         if mlflow.active_run() is not None:
             mlflow.set_tag("outcome", "finished")
         for name in sorted(pipeline.all_outputs()):
-            if name.split(".")[-1] == SUMMARY_OUTPUT:
+            if name.split(".")[-1] in SUMMARY_OUTPUTS:
                 path = catalog.get(name)._get_load_path()
                 print(f"\n{comparison_summary(catalog.load(name), str(path))}\n", flush=True)
 

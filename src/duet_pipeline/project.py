@@ -9,6 +9,13 @@ from kedro.config import OmegaConfigLoader
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
+
+def split_folder(dataset: str, split: str) -> str:
+    """The folder of a split's samples, models and reports: the dataset's own for
+    leave-one-out (where they always were), ``<dataset>/<split>`` for another split."""
+    return dataset if split == "leave_one_out" else f"{dataset}/{split}"
+
+
 # settings.py's config loader, here so that reading the parameters outside a run sees what a
 # run sees. The declared datasets (datasets.yml, datasets/**) are parameters (`datasets`),
 # merged softly across environments, so conf/local/datasets.yml adds a private log to the
@@ -23,6 +30,7 @@ CONFIG_LOADER_ARGS = {
         "spark": ["spark*", "spark*/**"], "spark_catalog": ["datasets_spark*"],
     },
     "merge_strategy": {"parameters": "soft"},
+    "custom_resolvers": {"split_folder": split_folder},
 }
 
 

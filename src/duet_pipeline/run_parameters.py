@@ -17,11 +17,12 @@ from duet_pipeline.methods import METHODS, Method, get_method, method_names, par
 from duet_pipeline.models.backbones import BACKBONES, build_backbone
 from duet_pipeline.models.recommender import ModelParams
 from duet_pipeline.parameters import Block, ParameterError, one_of, parse_block
+from duet_pipeline.replay.evaluate import ReplayParams
 from duet_pipeline.serving.config import ServingParams
 from duet_pipeline.training.loop import TrainingConfig
 
 TOP_LEVEL = ("dataset", "datasets", "raw_data", "synthetic", "features", "backbone", "model", "backbones", "training", "methods",
-             "personalization", "serving")
+             "personalization", "serving", "replay")
 
 
 @dataclass(frozen=True)
@@ -33,10 +34,17 @@ class Selection:
     backbone: str
     serving: ServingParams
     engine: str  # features.engine: which node builds the samples
+    split: str  # features.split: leave_one_out, or replay (PROTOCOL section 10)
+    replay_policies: tuple[str, ...]  # replay.policies: the learned one adds its training and export
     dataset: str  # a declared dataset's name (conf/base/datasets.yml), or synthetic-<N>
     declared_as: str  # the key of its declaration under `datasets` (synthetic-<N> for every N)
     generated: bool  # the ingestion generates it first (synthetic-<N>)
     streaming: bool  # training.streaming: the base model reads train_samples@files
+
+    @property
+    def replayed(self) -> tuple[Method, ...]:
+        """The selected methods the replay evaluates: those whose cloud sends a message."""
+        return tuple(m for m in self.methods if m.on_device == "receives")
 
     @property
     def needs_base_model(self) -> bool:
@@ -54,7 +62,7 @@ def check_parameters(params: dict[str, Any]) -> Selection:
     declaration = check_dataset(params["dataset"], params["datasets"])
     RawDataParams.from_params(params["raw_data"])
     SyntheticParams.from_params(params["synthetic"])
-    engine = FeatureParams.from_params(params["features"]).engine
+    features = FeatureParams.from_params(params["features"])
     dim = parse_block(ModelParams, params["model"], "model").dim
     check_backbones(params["backbones"], dim)
     one_of("backbone", params["backbone"], sorted(BACKBONES))
@@ -62,8 +70,10 @@ def check_parameters(params: dict[str, Any]) -> Selection:
     methods = check_methods(params["methods"])
     options = check_personalization(params["personalization"])
     serving = ServingParams.from_params(params["serving"])
+    replay = ReplayParams.from_params(params["replay"])
     return Selection(tuple(methods), {m.name: options.get(m.spec.block) for m in METHODS.values()},
-                     params["backbone"], serving, engine, params["dataset"],
+                     params["backbone"], serving, features.engine, features.split, tuple(replay.policies),
+                     params["dataset"],
                      declaration_key(params["dataset"], params["datasets"]), declaration.generated is not None,
                      streaming)
 
@@ -123,3 +133,23 @@ def check_personalization(personalization: Any) -> dict[str, Block]:
                              f"method blocks: {sorted(blocks)}")
     return {block: next(m for m in METHODS.values() if m.spec.block == block).parse_options(personalization.get(block))
             for block in blocks}
+
+
+# Pipelines that score the leave-one-out test clicks (one per user), and the one that
+# replays the replay split's streams; the data and training stages serve either split.
+LEAVE_ONE_OUT_PIPELINES = ("__default__", "duet", "duet_all", "personalization", "evaluation", "dccl", "serving")
+REPLAY_PIPELINES = ("replay",)
+
+
+def check_split(selection: Selection, pipeline_names: list[str]) -> None:
+    """The run's pipelines evaluate the split it builds (and the replay has a method to replay)."""
+    for name in pipeline_names:
+        if selection.split == "replay" and name in LEAVE_ONE_OUT_PIPELINES:
+            raise ParameterError(f"parameter features.split = 'replay': pipeline {name!r} evaluates leave-one-out "
+                                 "test clicks; replay streams are evaluated by `kedro run --pipelines=replay`")
+        if selection.split != "replay" and name in REPLAY_PIPELINES:
+            raise ParameterError(f"parameter features.split = {selection.split!r}: pipeline {name!r} needs "
+                                 "features.split=replay")
+    if any(name in REPLAY_PIPELINES for name in pipeline_names) and not selection.replayed:
+        raise ParameterError(f"parameter methods = {[m.name for m in selection.methods]}: the replay needs a method "
+                             "whose cloud sends a message (duet+swa, lhuc, ...); the others score the same at every step")

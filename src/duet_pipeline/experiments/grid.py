@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from duet_pipeline.data.declarations import declaration_of
+from duet_pipeline.features.samples import FeatureParams
 from duet_pipeline.methods import get_method, method_names
 from duet_pipeline.run_parameters import check_parameters
 
@@ -73,7 +74,10 @@ class Unit:
         relevant = {key: self.params[key] for key in ("features", "model", "training", "backbone")}
         # The minimum rating moved from the features block to the dataset's declaration; it
         # is hashed where it was, so that the cells recorded before the move stay current.
-        relevant["features"] = {**relevant["features"],
+        # The replay split's keys are hashed only where the split is not leave-one-out, likewise.
+        features = relevant["features"]
+        hashed = FeatureParams.from_params(features).hashed()
+        relevant["features"] = {**{key: value for key, value in features.items() if key in hashed},
                                 "min_rating": declaration_of(self.dataset, self.params["datasets"]).min_rating}
         relevant["backbones"] = {self.backbone: self.params["backbones"][self.backbone]}
         block = get_method(cell.method).spec.block

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 # A split's place in the key; fixed, so adding a split never moves another's draws.
-SPLIT_KEYS = {"train": 1, "validation": 2, "test": 3}
+SPLIT_KEYS = {"train": 1, "validation": 2, "test": 3, "replay": 4, "policy": 5}
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX_1 = np.uint64(0xBF58476D1CE4E5B9)

@@ -11,6 +11,7 @@ same section in Spark; both draw negatives with features/negatives.py.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Literal
 
@@ -20,9 +21,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
-from duet_pipeline.parameters import Block, parse_block
+from duet_pipeline.parameters import Block, ParameterError, parse_block
 
 from .negatives import keyed_negatives, user_item_keys
+
+logger = logging.getLogger(__name__)
 
 # The stored columns; the label is implied: target_item is a positive, negatives are not.
 SAMPLE_COLUMNS = ("user_id", "history", "target_item", "negatives")
@@ -46,14 +49,30 @@ class FeatureParams(Block):
     seed: int = Field(ge=0)
     # pandas: in memory, the reference; spark: the same samples from Spark (PROTOCOL section 9).
     engine: Literal["pandas", "spark"]
+    # leave_one_out: PROTOCOL 2.6; replay: the last replay_length clicks of each user are a
+    # time-ordered stream to replay (PROTOCOL section 10), the click before is validation.
+    split: Literal["leave_one_out", "replay"]
+    replay_length: int = Field(ge=1)
 
     @classmethod
     def from_params(cls, params: dict) -> "FeatureParams":
-        return parse_block(cls, params, "features")
+        parsed = parse_block(cls, params, "features")
+        if parsed.split == "replay" and parsed.engine == "spark":
+            raise ParameterError("parameter features.split = 'replay': the replay split is built by the pandas "
+                                 "engine only; use features.engine=pandas")
+        return parsed
 
     def sample_options(self) -> dict:
-        """The keyword arguments both engines' ``make_samples`` take (all but the engine)."""
-        return self.model_dump(exclude={"engine"})
+        """The keyword arguments both engines' ``make_samples`` take (all but the engine;
+        the split's only where it is not leave-one-out, which both engines build)."""
+        exclude = {"engine"} | ({"split", "replay_length"} if self.split == "leave_one_out" else set())
+        return self.model_dump(exclude=exclude)
+
+    def hashed(self) -> dict:
+        """What a result depends on: the block less the engine-neutral defaults' keys, so
+        that a leave-one-out result keeps the identity it had before the replay existed."""
+        return {key: value for key, value in self.model_dump().items()
+                if self.split != "leave_one_out" or key not in ("split", "replay_length")}
 
 
 @dataclass(frozen=True)
@@ -151,6 +170,54 @@ def split_leave_one_out(
         split: SequenceSet(users[mask], history[mask], items[mask], position[mask])
         for split, mask in masks.items()
     }
+
+
+def split_replay(
+    interactions: pd.DataFrame, max_seq_len: int, replay_length: int
+) -> dict[str, SequenceSet]:
+    """Positive samples of the replay split (PROTOCOL section 10): each user's last
+    ``replay_length`` clicks are its replay stream (``test``, in click order), the click
+    before them is validation, everything earlier is train. ``policy`` holds the last
+    ``replay_length`` train clicks of each user, the train-period stream a request policy
+    learns from. A step's window holds the clicks before it, earlier replayed ones included.
+
+    ``interactions`` must be ordered by :func:`order_by_time`, every user with at least
+    ``replay_length + 3`` clicks (one train target, one validation, the stream).
+    """
+    users = interactions["user_id"].to_numpy(np.int64)
+    items = interactions["item_id"].to_numpy(np.int64)
+    history, position, count = sliding_windows(users, items, max_seq_len)
+    validation = count - replay_length - 1
+    train = (position >= 1) & (position < validation)
+    masks = {
+        "train": train,
+        "validation": position == validation,
+        "test": position > validation,
+        "policy": train & (position >= validation - replay_length),
+    }
+    return {
+        split: SequenceSet(users[mask], history[mask], items[mask], position[mask])
+        for split, mask in masks.items()
+    }
+
+
+def replay_users(interactions: pd.DataFrame, min_user_interactions: int, replay_length: int) -> pd.DataFrame:
+    """The users long enough for the replay (``replay_length + 3`` clicks); says how many are dropped."""
+    needed = max(min_user_interactions, replay_length + 3)
+    kept = filter_users(interactions, needed)
+    total, left = interactions["user_id"].nunique(), kept["user_id"].nunique()
+    if left == 0:
+        raise ParameterError(f"parameter features.replay_length = {replay_length}: no user has the {needed} clicks "
+                             f"the replay needs (of {total} users); lower it")
+    if left < total:
+        logger.warning("features.replay_length=%d: %d of %d users have fewer than %d clicks and are left out "
+                       "of the replay split", replay_length, total - left, total, needed)
+    return kept
+
+
+# The negatives' stream of each split's positives: the replayed clicks draw from their own.
+NEGATIVE_STREAMS = {"train": "train", "validation": "validation", "test": "test"}
+REPLAY_NEGATIVE_STREAMS = {"train": "train", "validation": "validation", "test": "replay", "policy": "policy"}
 
 
 def build_samples(
@@ -257,23 +324,33 @@ def make_samples(
     min_user_interactions: int,
     negatives: dict[str, int],
     seed: int,
+    split: str = "leave_one_out",
+    replay_length: int = 10,
 ) -> dict[str, pd.DataFrame]:
-    """PROTOCOL section 2 end to end: train, validation and test sample frames.
+    """PROTOCOL section 2 end to end: train, validation and test sample frames (and, for the
+    replay split of section 10, ``policy``; its ``test`` holds every replayed click).
 
     ``negatives`` maps each split to its number of negatives per positive; each split
     draws from its own keyed stream, so changing one split's count leaves the others'
-    negatives unchanged.
+    negatives unchanged. The replayed and the policy clicks draw as many as test.
     """
-    interactions = filter_users(interactions, min_user_interactions)
+    if split == "replay":
+        interactions = replay_users(interactions, min_user_interactions, replay_length)
+    else:
+        interactions = filter_users(interactions, min_user_interactions)
     interactions = order_by_time(reindex_items(interactions, item_index))
     num_items = int(item_index["item_index"].max())
     users = interactions["user_id"].to_numpy(np.int64)
     items = interactions["item_id"].to_numpy(np.int64)
     seen_keys = user_item_keys(users, items, num_items)
     candidate_items = np.unique(items)
-    positives = split_leave_one_out(interactions, max_seq_len)
+    if split == "replay":
+        positives, streams = split_replay(interactions, max_seq_len, replay_length), REPLAY_NEGATIVE_STREAMS
+    else:
+        positives, streams = split_leave_one_out(interactions, max_seq_len), NEGATIVE_STREAMS
+    counts = {**negatives, "policy": negatives["test"]}
     return {
-        split: build_samples(split_positives, split, int(negatives[split]), candidate_items, seen_keys,
-                             num_items, seed)
-        for split, split_positives in positives.items()
+        name: build_samples(split_positives, streams[name], int(counts[name]), candidate_items, seen_keys,
+                            num_items, seed)
+        for name, split_positives in positives.items()
     }

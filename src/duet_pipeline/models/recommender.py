@@ -169,6 +169,22 @@ class Recommender(nn.Module):
         user = self.user_vectors(history_emb, mask, row_of, rows.target_emb)
         return (self.head(user, rows) * self.target_tower(rows.target_emb)).sum(dim=-1)
 
+    def score_messages(self, history: torch.Tensor, target: torch.Tensor, row_of: torch.Tensor,
+                       sent: list[dict[str, torch.Tensor]]) -> list[torch.Tensor]:
+        """:meth:`score` of the same rows (distinct ``history`` and ``row_of`` given) under each
+        message of ``sent``, as a device holding several heads would score them. Unless the
+        head gates the embeddings (then the backbone reads the message), the backbone and the
+        target tower run once for all of them: the replay scores every step with every head
+        its device could hold (replay/stale.py)."""
+        if type(self.head).gate_embeddings is not Head.gate_embeddings:
+            return [self.score(history, target, row_of, message) for message in sent]
+        history_emb, mask = self.embed_history(history)
+        target_emb = self.items(target)
+        user = self.user_vectors(history_emb, mask, row_of, target_emb)
+        tower = self.target_tower(target_emb)
+        return [(self.head(user, RowInputs(message, row_of, history, mask, target, target_emb,
+                                           runs=self.dedupe_histories)) * tower).sum(dim=-1) for message in sent]
+
     def head_inputs(self, history: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(user vector u, target vector), each (B, d): what the static head reads and what
         its output is scored against. MetaPatch's patches sit between the two."""

@@ -27,7 +27,11 @@ def data_stages() -> Pipeline:
     return for_this_run(ingestion()) + for_this_run(feature_engineering())
 
 
+def training_stages(selection: Selection, backbone: str | None = None) -> Pipeline:
+    """The cloud models the selected methods read (the base model where one needs it)."""
+    return for_this_run(umn_training(selection, backbone)) + for_this_run(method_training(selection, backbone))
+
+
 def model_stages(selection: Selection, backbone: str | None = None) -> Pipeline:
-    stages = (umn_training(selection, backbone), method_training(selection, backbone), personalization(selection),
-              evaluation(selection, backbone))
-    return sum((for_this_run(stage) for stage in stages), Pipeline([]))
+    stages = (personalization(selection), evaluation(selection, backbone))
+    return training_stages(selection, backbone) + sum((for_this_run(stage) for stage in stages), Pipeline([]))

@@ -1,0 +1,95 @@
+"""The replay's table, plot and MLflow metrics, across methods (PROTOCOL section 10)."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: the pipeline writes files
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+GAP_BUDGETS = (0.1, 0.2)  # the budgets the headline reports the share of the gap kept at
+
+
+def with_gap_kept(rows: pd.DataFrame) -> pd.DataFrame:
+    """Adds ``gap_kept``: the share of ``always - never`` a row's AUC recovers, per method."""
+    def kept(group: pd.DataFrame) -> pd.Series:
+        always = group.loc[group["policy"] == "always", "auc"]
+        never = group.loc[group["policy"] == "never", "auc"]
+        if always.empty or never.empty or always.iloc[0] == never.iloc[0]:
+            return pd.Series(np.nan, index=group.index)
+        return (group["auc"] - never.iloc[0]) / (always.iloc[0] - never.iloc[0])
+
+    parts = [rows.loc[group.index].assign(gap_kept=kept(group)) for _, group in rows.groupby("method", sort=False)]
+    return pd.concat(parts)
+
+
+def replay_markdown(table: pd.DataFrame, title: str, costs: dict[str, dict[str, float]]) -> str:
+    """The headline: per method, always, never, their gap, and each policy's AUC and share of
+    the gap kept at 10% and 20% requests; then what a learned policy costs a device."""
+    lines = [f"## Replay: {title}", "",
+             "| method | always | never | always - never | best policy @10% (kept) | best policy @20% (kept) |",
+             "|---|---|---|---|---|---|"]
+    for method, group in table.groupby("method", sort=False):
+        auc = {p: group.loc[group["policy"] == p, "auc"] for p in ("always", "never")}
+        cells = []
+        for budget in GAP_BUDGETS:
+            at = group[np.isclose(group["budget"], budget)]
+            if at.empty:
+                cells.append("-")
+                continue
+            best = at.loc[at["auc"].idxmax()]
+            cells.append(f"{best['policy']} {best['auc']:.4f} ({best['gap_kept']:.0%})")
+        always = auc["always"].iloc[0] if len(auc["always"]) else np.nan
+        never = auc["never"].iloc[0] if len(auc["never"]) else np.nan
+        lines.append(f"| {method} | {always:.4f} | {never:.4f} | {always - never:+.4f} | {' | '.join(cells)} |")
+    learned = {m: c for m, c in costs.items() if "policy_bytes" in c}
+    if learned:
+        lines += ["", "| method | learned policy bytes | ms per decision | train decisions | replay s |", "|---|---|---|---|---|"]
+        lines += [f"| {m} | {c['policy_bytes']:.0f} | {c['policy_ms_per_decision']:.3f} | {c['policy_examples']:.0f} "
+                  f"| {c['replay_seconds']:.1f} |" for m, c in learned.items()]
+    return "\n".join(lines) + "\n"
+
+
+def replay_chart(table: pd.DataFrame, title: str) -> plt.Figure:
+    """AUC against request rate: one panel per method, one line per policy."""
+    methods = list(dict.fromkeys(table["method"]))
+    figure, axes = plt.subplots(1, len(methods), figsize=(4.2 * len(methods), 3.6), squeeze=False, sharey=True)
+    for axis, method in zip(axes[0], methods):
+        group = table[table["method"] == method]
+        for policy, rows in group.groupby("policy", sort=False):
+            rows = rows.sort_values("request_rate")
+            if policy in ("always", "never"):
+                axis.axhline(rows["auc"].iloc[0], linestyle=":" if policy == "never" else "--", color="grey",
+                             linewidth=1)
+                axis.annotate(policy, (1.0, rows["auc"].iloc[0]), xycoords=("axes fraction", "data"), ha="right",
+                              va="bottom", fontsize=8, color="grey")
+            else:
+                axis.plot(rows["request_rate"], rows["auc"], marker="o", markersize=3, label=policy)
+        axis.set_title(method)
+        axis.set_xlabel("request rate (requests / later steps)")
+        axis.grid(alpha=0.3)
+    axes[0][0].set_ylabel("AUC over all (device, step) sets")
+    axes[0][-1].legend(fontsize=8, loc="lower right")
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def replay_metrics(table: pd.DataFrame) -> dict[str, float]:
+    """``<method>.<policy>[_budget_<b>].{auc,request_rate,gap_kept}`` (the catalog prefixes
+    ``replay.``)."""
+    logged = {}
+    for row in table.to_dict("records"):
+        name = row["policy"] if np.isnan(row["budget"]) else f"{row['policy']}_budget_{row['budget']:g}"
+        for field in ("auc", "request_rate", "gap_kept"):
+            if not np.isnan(row[field]):
+                logged[f"{row['method']}.{name}.{field}"] = row[field]
+    return logged
+
+
+def combined(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    return with_gap_kept(pd.concat(list(tables.values()), ignore_index=True))
+
+
+__all__ = ["combined", "replay_chart", "replay_markdown", "replay_metrics", "with_gap_kept"]
