@@ -8,6 +8,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from duet_pipeline.evaluation.statistics import paired_difference  # noqa: E402
+
 GAP_BUDGETS = (0.1, 0.2)  # the budgets the headline reports the share of the gap kept at
 
 
@@ -86,6 +88,30 @@ def replay_metrics(table: pd.DataFrame) -> dict[str, float]:
             if not np.isnan(row[field]):
                 logged[f"{row['method']}.{name}.{field}"] = row[field]
     return logged
+
+
+def value_of_real_time(runs: pd.DataFrame, budgets: tuple[float, ...] = GAP_BUDGETS) -> pd.DataFrame:
+    """Over seeds (``runs``: replay tables with a ``seed`` column), per method: ``always -
+    never`` with its 95% interval (paired by seed, Student's t), and at each budget the best
+    policy by seed-mean AUC with the share of the gap it keeps (from the seed means)."""
+    rows = []
+    for method, group in runs.groupby("method", sort=False):
+        by_seed = {p: group[group["policy"] == p].set_index("seed")["auc"] for p in ("always", "never")}
+        seeds = sorted(set(by_seed["always"].index) & set(by_seed["never"].index))
+        gap = paired_difference(by_seed["always"][seeds].to_numpy(), by_seed["never"][seeds].to_numpy())
+        row = {"method": method, "seeds": len(seeds), "always": by_seed["always"][seeds].mean(),
+               "never": by_seed["never"][seeds].mean(), "gap": gap.mean, "gap_low": gap.low, "gap_high": gap.high,
+               "gap_beyond_noise": bool(gap.low > 0 or gap.high < 0)}
+        for budget in budgets:
+            at = group[np.isclose(group["budget"], budget)].groupby("policy")[["auc", "request_rate"]].mean()
+            if at.empty:
+                continue
+            best = at["auc"].idxmax()
+            kept = (at.loc[best, "auc"] - row["never"]) / gap.mean if gap.mean else np.nan
+            row.update({f"best_at_{budget:g}": best, f"auc_at_{budget:g}": at.loc[best, "auc"],
+                        f"kept_at_{budget:g}": kept, f"rate_at_{budget:g}": at.loc[best, "request_rate"]})
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def combined(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
