@@ -18,7 +18,19 @@ registered version's tags). Starts `mlflow models serve` itself when nothing ans
    p99, errors.
 
 `--method` picks the served method (any with a cloud half; default `serving.method`),
-`--encoding` the payload encoding. Each run replaces its (method, encoding) row of
+`--encoding` the payload encoding.
+
+`--replay --policy <p> --budget <b>` (PROTOCOL section 10) replays instead: the registered
+version must come from the replay split (`kedro run --pipelines=replay`, then `kedro run
+--pipelines=serving --params=features.split=replay`). Every device replays its stream step
+by step: it requests at step 1, then before each step its policy (replay/device.py, the
+learned one in ONNX Runtime) decides from what it holds whether to request a fresh head
+over HTTP; it scores each step with the ONNX device half and the head it holds. Reported
+beside the in-process replay of the same policy, threshold and model: AUC over all (device,
+step) candidate sets, requests sent, bytes received, request latency and decision time.
+Each run replaces its (method, policy, budget, encoding) row of
+docs/results/device_simulator_replay.csv and the `device_simulator_replay` table of
+docs/benchmarks.md. Each run replaces its (method, encoding) row of
 docs/results/device_simulator.csv, rewrites the `device_simulator` table of
 docs/benchmarks.md from it and logs the figures to the MLflow experiment `device_simulator`.
 """
@@ -40,6 +52,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+from sklearn.metrics import roc_auc_score
 
 from common import REPO_ROOT, machine, today, write_section
 
@@ -48,6 +61,11 @@ from duet_pipeline.experiments.grid import code_version
 from duet_pipeline.methods.common import Devices, spread_evenly
 from duet_pipeline.models.recommender import load_model
 from duet_pipeline.project import load_parameters
+from duet_pipeline.replay.device import DevicePolicy, seen_auc
+from duet_pipeline.replay.evaluate import ReplayParams, replay_method
+from duet_pipeline.replay.learned import load_policy
+from duet_pipeline.replay.policies import POLICIES, random_urge
+from duet_pipeline.replay.streams import streams_from_samples
 from duet_pipeline.serving.config import ServingParams
 from duet_pipeline.serving.device import OnnxDevice
 from duet_pipeline.serving.encodings import ENCODINGS, decode_message, payload_bytes
@@ -67,20 +85,36 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--time-limit", type=float, default=60.0, help="seconds per concurrency level, at most")
     parser.add_argument("--encoding", choices=ENCODINGS, default="float32", help="the payload encoding devices ask for")
     parser.add_argument("--method", default=None, help="the served method (default: serving.method in conf/)")
+    parser.add_argument("--replay", action="store_true", help="replay every device's stream (PROTOCOL section 10)")
+    parser.add_argument("--policy", choices=POLICIES, default="learned", help="with --replay: the request policy")
+    parser.add_argument("--budget", type=budget_share, default=0.2, help="with --replay: the request budget in [0, 1]")
     return parser.parse_args()
 
 
-def load_catalog(dataset: str, backbone: str, method: str) -> dict:
+def budget_share(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"--budget {text}: a request rate in [0, 1]")
+    return value
+
+
+def load_catalog(dataset: str, backbone: str, method: str, split: str = "leave_one_out") -> dict:
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
     bootstrap_project(REPO_ROOT)
-    with KedroSession.create(project_path=REPO_ROOT, runtime_params={"dataset": dataset, "backbone": backbone}) as s:
+    runtime = {"dataset": dataset, "backbone": backbone, "features": {"split": split}}
+    with KedroSession.create(project_path=REPO_ROOT, runtime_params=runtime) as s:
         context = s.load_context()
         catalog = context.catalog
         serving = ServingParams.from_params({**context.params["serving"], "method": method})
-        return {"serving": serving, "test": catalog.load("test_samples"), "item_index": catalog.load("item_index"),
-                "onnx": catalog.load(f"{serving.method_key}_device_onnx"), "model": catalog.load(f"{serving.model_key}_model")}
+        data = {"serving": serving, "test": catalog.load("test_samples"), "item_index": catalog.load("item_index"),
+                "onnx": catalog.load(f"{serving.method_key}_device_onnx"),
+                "model": catalog.load(f"{serving.model_key}_model"), "replay": context.params["replay"]}
+        if split == "replay":
+            data["policy"] = catalog.load(f"{serving.method_key}_request_policy_model")
+            data["policy_onnx"] = catalog.load(f"{serving.method_key}_policy_onnx")
+        return data
 
 
 _CONNECTIONS = threading.local()
@@ -206,19 +240,82 @@ def main() -> None:
     if not chosen.has_cloud_half:
         raise SystemExit(f"{chosen.method}: its cloud sends nothing per request; there is no server to simulate")
     tags = registered_tags(chosen.registered_name)
-    data = load_catalog(tags["dataset"], tags["backbone"], chosen.method)
+    split = tags.get("split", "leave_one_out")
+    if (split == "replay") != args.replay:
+        raise SystemExit(f"the latest registered {chosen.registered_name} was trained on the {split} split; "
+                         + ("publish a replay-split model: kedro run --pipelines=serving --params=features.split=replay"
+                            if args.replay else "publish one with `kedro run --pipelines=serving`"))
+    data = load_catalog(tags["dataset"], tags["backbone"], chosen.method, split)
     serving = data["serving"]
     url = f"http://{serving.host}:{serving.port}"
     server = start_server(serving, url)
     try:
-        check, histories = auc_check(url, data, args.devices, args.encoding)
-        levels = {c: load_level(url, histories, c, args.requests, args.time_limit, args.encoding)
-                  for c in (int(c) for c in args.concurrency.split(","))}
+        if args.replay:
+            replayed = replay_check(url, data, args.policy, args.budget, args.encoding)
+        else:
+            check, histories = auc_check(url, data, args.devices, args.encoding)
+            levels = {c: load_level(url, histories, c, args.requests, args.time_limit, args.encoding)
+                      for c in (int(c) for c in args.concurrency.split(","))}
     finally:
         if server is not None:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
-    report(args, tags, serving, check, levels)
+    if args.replay:
+        report_replay(args, tags, replayed)
+    else:
+        report(args, tags, serving, check, levels)
+
+
+def replay_check(url: str, data: dict, policy: str, budget: float, encoding: str) -> dict[str, float]:
+    """Every device replays its stream over HTTP + ONNX with ``policy`` deciding on the device,
+    against the in-process replay of the same model, policy and threshold."""
+    params = ReplayParams.from_params({**data["replay"], "policies": [policy], "budgets": [budget]})
+    model = load_model(data["model"])
+    streams = streams_from_samples(data["test"])
+    in_process = replay_method(model, data["serving"].method, streams, None, params, load_policy(data["policy"]))
+    row = in_process.rows.iloc[0]
+    draws = random_urge(streams.devices, streams.length, params.seed)[:, :, 0]
+    table = model.items.weight.detach().numpy()
+    raw_of = dict(zip(data["item_index"]["item_index"], data["item_index"]["raw_item_id"]))
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "device_model.onnx"
+        path.write_bytes(data["onnx"])
+        device_model = OnnxDevice(path)
+    windows, candidates = streams.windows.numpy(), streams.candidates.numpy()
+    scores = np.zeros(candidates.shape, dtype=np.float32)
+    latencies, decisions, received, requests, errors = [], [], 0, 0, 0
+    for d in range(streams.devices):
+        device = DevicePolicy(policy, float(row["threshold"]), table, streams.length, data["policy_onnx"], draws[d])
+        held, seen, message = 0, [], None
+        for k in range(streams.length):
+            if k:
+                started = time.perf_counter()
+                ask = device.requests(k, held, windows[d, k], windows[d, held], seen)
+                decisions.append((time.perf_counter() - started) * 1000)
+            if k == 0 or ask:
+                history = [int(raw_of[i]) for i in windows[d, k] if i > 0]
+                status, answer, ms = post(f"{url}/invocations", [history], encoding)
+                if status != 200:
+                    errors += 1
+                    continue  # the device keeps the head it holds
+                latencies.append(ms)
+                message = answer["predictions"][0]["message"]
+                received += payload_bytes(message)
+                requests += k > 0
+                held, seen = k, []
+            scores[d, k] = device_model.score(windows[d, k], candidates[d, k], decode_message(message, encoding))
+            seen.append(seen_auc(scores[d, k]))
+    labels = np.zeros(scores.shape, dtype=np.int8)
+    labels[..., 0] = 1
+    served = float(roc_auc_score(labels.ravel(), scores.ravel()))
+    steps_after_first = streams.devices * (streams.length - 1)
+    return {"auc_served": served, "auc_in_process": float(row["auc"]), "devices": float(streams.devices),
+            "steps": float(streams.devices * streams.length), "request_rate_served": requests / steps_after_first,
+            "request_rate_in_process": float(row["request_rate"]), "requests": float(requests + streams.devices),
+            "bytes_per_device": received / streams.devices, "errors": float(errors),
+            "request_ms_p50": float(np.percentile(latencies, 50)), "request_ms_p99": float(np.percentile(latencies, 99)),
+            "decision_ms_p50": float(np.percentile(decisions, 50)) if decisions else float("nan"),
+            "threshold": float(row["threshold"])}
 
 
 RECORD = REPO_ROOT / "docs" / "results" / "device_simulator.csv"
@@ -289,6 +386,50 @@ def simulator_table(record, args: argparse.Namespace) -> str:
         "to the served cloud half (uvicorn + MLflow's scoring app on 127.0.0.1), decodes the message and scores its "
         "candidates with the ONNX device half; the AUC beside it is the in-process model's on the same devices. "
         "Load: requests from 1, 4 and 16 client threads.", "", *lines])
+
+
+REPLAY_RECORD = REPO_ROOT / "docs" / "results" / "device_simulator_replay.csv"
+
+
+def report_replay(args: argparse.Namespace, tags: dict[str, str], replayed: dict[str, float]) -> None:
+    """This run's row replaces its (method, policy, budget, encoding) row of the replay record;
+    the `device_simulator_replay` table of docs/benchmarks.md is rewritten from it."""
+    import pandas as pd
+
+    row = {"method": tags.get("method"), "policy": args.policy, "budget": args.budget, "encoding": args.encoding,
+           "dataset": tags.get("dataset"), "backbone": tags.get("backbone"), **replayed, "date": today(),
+           "code": code_version(), "machine": machine()}
+    record = pd.read_csv(REPLAY_RECORD) if REPLAY_RECORD.exists() else pd.DataFrame(columns=list(row))
+    same = ((record["method"] == row["method"]) & (record["policy"] == row["policy"])
+            & np.isclose(record["budget"].astype(float), row["budget"]) & (record["encoding"] == row["encoding"]))
+    previous = record[same].iloc[0] if same.any() else None
+    if previous is not None:
+        row.update({f"previous_{k}": previous[k] for k in ("request_ms_p50", "date")})
+    record = pd.concat([record[~same], pd.DataFrame([row])], ignore_index=True).sort_values(
+        ["method", "policy", "budget", "encoding"])
+    REPLAY_RECORD.parent.mkdir(parents=True, exist_ok=True)
+    record.to_csv(REPLAY_RECORD, index=False)
+    lines = ["## Device simulator: the replay over HTTP", "",
+             "Command: `make simulate-devices METHOD=<method> ENCODING=<encoding> SIMULATE_ARGS='--replay --policy <p> "
+             "--budget <b>'`; one row per method, policy, budget and encoding, each replaced by its latest run (record: "
+             "docs/results/device_simulator_replay.csv). Every device replays its stream: the policy decides on the "
+             "device (numpy, the learned one in ONNX Runtime) whether to request a fresh head from the served cloud "
+             "half; each step is scored with the ONNX device half and the head held. In process: the same model, "
+             "policy and threshold replayed in one batch (replay/).", "",
+             "| method | policy @ budget | encoding | data | AUC over HTTP + ONNX (in process) | request rate (in process) "
+             "| requests | bytes / device | request p50 / p99 ms (previous p50) | decision p50 ms | errors | measured |",
+             "|---|---|---|---|---|---|---:|---:|---|---:|---:|---|"]
+    for r in record.to_dict("records"):
+        previous = r.get("previous_request_ms_p50", float("nan"))
+        lines.append(
+            f"| {r['method']} | {r['policy']} @ {r['budget']:g} | {r['encoding']} | {r['dataset']} / {r['backbone']}, "
+            f"{int(r['devices'])} devices x {int(r['steps'] // r['devices'])} steps | {r['auc_served']:.6f} "
+            f"({r['auc_in_process']:.6f}) | {r['request_rate_served']:.4f} ({r['request_rate_in_process']:.4f}) | "
+            f"{int(r['requests']):,} | {r['bytes_per_device']:,.0f} | {r['request_ms_p50']:.2f} / "
+            f"{r['request_ms_p99']:.2f} ({'-' if previous != previous else f'{previous:.2f}'}) | "
+            f"{r['decision_ms_p50']:.3f} | {int(r['errors'])} | {r['date']}, code {r['code']}, {r['machine']} |")
+    write_section("device_simulator_replay", "\n".join(lines))
+    print(record.to_string(index=False))
 
 
 if __name__ == "__main__":

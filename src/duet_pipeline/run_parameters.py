@@ -136,8 +136,9 @@ def check_personalization(personalization: Any) -> dict[str, Block]:
 
 
 # Pipelines that score the leave-one-out test clicks (one per user), and the one that
-# replays the replay split's streams; the data and training stages serve either split.
-LEAVE_ONE_OUT_PIPELINES = ("__default__", "duet", "duet_all", "personalization", "evaluation", "dccl", "serving")
+# replays the replay split's streams; the data and training stages and serving (which
+# publishes the latest model of the split) serve either split.
+LEAVE_ONE_OUT_PIPELINES = ("__default__", "duet", "duet_all", "personalization", "evaluation", "dccl")
 REPLAY_PIPELINES = ("replay",)
 
 

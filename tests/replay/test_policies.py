@@ -63,8 +63,10 @@ def test_a_budget_sets_the_lowest_threshold_within_it(tables, budget):
     threshold = threshold_for_budget(urge, valid, budget)
     rate = simulate(urge, threshold, valid).request_rate
     assert rate <= budget + 1e-12
-    if 0 < budget < 1:  # a slightly lower threshold would exceed the budget
-        assert simulate(urge, threshold - 1e-6, valid).request_rate > budget
+    if 0 < budget < 1:  # below the lowest urge value the threshold clears, the budget is exceeded
+        lowest = urge[urge <= threshold].max()
+        assert simulate(urge, lowest - 1e-9, valid).request_rate > budget
+        assert simulate(urge, lowest, valid).request_rate == rate  # the threshold sits on that plateau
 
 
 def test_every_k_requests_every_k_steps():

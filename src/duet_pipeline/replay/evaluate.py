@@ -13,8 +13,8 @@ from pydantic import Field, field_validator
 from duet_pipeline.models.recommender import Recommender
 from duet_pipeline.parameters import Block, parse_block
 
-from .learned import (LearnedPolicyParams, decision_features, policy_bundle, policy_bytes, policy_urge,
-                      train_policy)
+from .learned import (LearnedPolicyParams, RequestPolicy, decision_features, policy_bundle, policy_bytes,
+                      policy_urge, train_policy)
 from .policies import BUDGETED, POLICIES, every_k_urge, random_urge, simulate, threshold_for_budget
 from .stale import StaleScores, stale_scores
 from .streams import Streams
@@ -104,21 +104,23 @@ def decision_ms(learned: torch.nn.Module, stale: StaleScores, repeats: int = 200
 
 
 def replay_method(model: Recommender, method: str, streams: Streams, policy_streams: Streams | None,
-                  params: ReplayParams) -> MethodReplay:
+                  params: ReplayParams, learned: RequestPolicy | None = None) -> MethodReplay:
     """Replay ``method``'s model on ``streams`` under every policy of ``params``; the learned
-    policy is trained on ``policy_streams`` (the train period) first."""
+    policy is trained on ``policy_streams`` (the train period) first, unless ``learned``
+    gives one already trained (a deployed one, as the device simulator replays it)."""
     started = time.perf_counter()
     stale = stale_scores(model, streams, params.batch_devices)
     costs = {"devices": float(streams.devices), "steps": float(stale.valid.sum()),
              "payload_bytes": float(stale.payload_bytes)}
-    learned = None
-    if "learned" in params.policies:
+    trained = None
+    if "learned" in params.policies and learned is None:
         if policy_streams is None:
             raise ValueError("the learned policy needs the train-period streams (policy_samples)")
-        learned = train_policy(stale_scores(model, policy_streams, params.batch_devices), params.learned, params.seed)
-        costs.update({"policy_bytes": float(policy_bytes(learned.model)),
-                      "policy_ms_per_decision": decision_ms(learned.model, stale),
-                      "policy_examples": float(learned.examples), "policy_positive_share": learned.positive_share})
-    rows = policy_rows(method, stale, params, urges(stale, params, learned and learned.model))
+        trained = train_policy(stale_scores(model, policy_streams, params.batch_devices), params.learned, params.seed)
+        learned = trained.model
+        costs.update({"policy_examples": float(trained.examples), "policy_positive_share": trained.positive_share})
+    if learned is not None:
+        costs.update({"policy_bytes": float(policy_bytes(learned)), "policy_ms_per_decision": decision_ms(learned, stale)})
+    rows = policy_rows(method, stale, params, urges(stale, params, learned))
     costs["replay_seconds"] = time.perf_counter() - started
-    return MethodReplay(rows, policy_bundle(learned) if learned else None, costs)
+    return MethodReplay(rows, policy_bundle(trained) if trained else None, costs)

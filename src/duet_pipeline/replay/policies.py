@@ -78,7 +78,11 @@ def threshold_for_budget(urge: np.ndarray, valid: np.ndarray, budget: float, ite
             high = middle
         else:
             low = middle
-    return high
+    # Every threshold from the lowest within budget up to the next urge value makes the same
+    # decisions: take the middle of that plateau, so that a device computing its urge with
+    # other float rounding (ONNX, another CPU) decides the same.
+    above = finite[finite > high]
+    return (high + float(above.min())) / 2 if above.size else high + 1.0
 
 
 def every_k_urge(devices: int, length: int) -> np.ndarray:

@@ -48,7 +48,7 @@ def replay_markdown(table: pd.DataFrame, title: str, costs: dict[str, dict[str, 
     learned = {m: c for m, c in costs.items() if "policy_bytes" in c}
     if learned:
         lines += ["", "| method | learned policy bytes | ms per decision | train decisions | replay s |", "|---|---|---|---|---|"]
-        lines += [f"| {m} | {c['policy_bytes']:.0f} | {c['policy_ms_per_decision']:.3f} | {c['policy_examples']:.0f} "
+        lines += [f"| {m} | {c['policy_bytes']:.0f} | {c['policy_ms_per_decision']:.3f} | {c.get('policy_examples', 0):.0f} "
                   f"| {c['replay_seconds']:.1f} |" for m, c in learned.items()]
     return "\n".join(lines) + "\n"
 

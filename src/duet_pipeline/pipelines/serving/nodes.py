@@ -19,13 +19,13 @@ logger = logging.getLogger(__name__)
 
 
 def publish_cloud_half(model_bundle: dict[str, Any], item_index: pd.DataFrame, dataset: str, backbone: str,
-                       serving: dict[str, Any]) -> dict[str, Any]:
+                       split: str, serving: dict[str, Any]) -> dict[str, Any]:
     """Log the method's cloud half as a pyfunc model to this run and register a new version."""
     params = ServingParams.from_params(serving)
     if mlflow.active_run() is None:
         raise RuntimeError("publishing the cloud half needs an MLflow run (kedro-mlflow opens one per kedro run)")
     info = log_cloud_half(model_bundle, item_index, params.registered_name,
-                          {"dataset": dataset, "backbone": backbone, "method": params.method})
+                          {"dataset": dataset, "backbone": backbone, "split": split, "method": params.method})
     logger.info("cloud half: %s, registered as %s version %s", info.model_uri, params.registered_name,
                 info.registered_model_version)
     return {"model_uri": info.model_uri, "registered_model": params.registered_name,

@@ -1,6 +1,7 @@
 """``serving``: a trained method (``serving.method``, default duet+swa) as the two halves of
 a real deployment. Reads the latest model a ``duet`` run wrote for it (its own, or the base
-model for base and finetune).
+model for base and finetune); with ``features.split=replay``, the one a ``replay`` run wrote
+(the registered version is tagged with its split, for ``simulate-devices --replay``).
 
 - ``publish_cloud_half`` (methods whose cloud sends something per request): the cloud half
   as an MLflow pyfunc model, registered as a new version of ``serving.registered_model``
@@ -28,6 +29,7 @@ def create_pipeline(**kwargs) -> Pipeline:
     if serving.has_cloud_half:
         nodes.insert(0, node(publish_cloud_half,
                              inputs={"model_bundle": model, "item_index": "item_index", "dataset": "params:dataset",
-                                     "backbone": "params:backbone", "serving": "params:serving"},
+                                     "backbone": "params:backbone", "split": "params:features.split",
+                                     "serving": "params:serving"},
                              outputs=f"{key}_cloud_half_report", name="publish_cloud_half"))
     return Pipeline(nodes)
