@@ -29,7 +29,7 @@ from duet_pipeline.experiments.grid import code_version  # noqa: E402
 from duet_pipeline.experiments.report import write_section  # noqa: E402
 from duet_pipeline.methods import METHODS, dynamic  # noqa: E402
 from duet_pipeline.project import load_parameters  # noqa: E402
-from duet_pipeline.replay.report import replay_chart, value_of_real_time  # noqa: E402
+from duet_pipeline.replay.report import real_time_markdown, replay_chart  # noqa: E402
 
 RESULTS = REPO_ROOT / "docs" / "RESULTS.md"
 FOLDER = REPO_ROOT / "docs" / "results"
@@ -67,48 +67,15 @@ def run_seed(dataset: str, seed: int, methods: list[str]) -> pd.DataFrame:
 
 
 def report(dataset: str) -> str:
+    """RESULTS.md's `replay-<dataset>` section and its plot, from the committed per-seed rows."""
     runs = pd.read_csv(FOLDER / f"replay-{dataset}.csv")
-    summary = value_of_real_time(runs)
-    command = f"python benchmarks/replay.py --dataset {dataset}"
     stay = load_parameters()["synthetic"]["stay_probability"] if dataset.startswith("synthetic-") else None
-    lines = [f"### The value of real time: {dataset}, {BACKBONE}", "",
-             f"- command: `{command}` (`make benchmark-replay DATASET={dataset}`); per-seed rows in "
-             f"[results/replay-{dataset}.csv](results/replay-{dataset}.csv)",
-             "- code: " + ", ".join(f"`{v}`" for v in runs["code_version"].unique()),
-             "- machine: " + "; ".join(runs["machine"].unique()),
-             f"- computed: {runs['finished'].min()} to {runs['finished'].max()}; "
-             f"{runs.groupby('seed')['wall_seconds'].first().sum() / 60:.0f} min of `kedro run` in all",
-             *([f"- synthetic interests walk with stay probability {stay} (parameters_ingestion.yml: synthetic)"]
-               if stay is not None else []),
-             "",
-             "| method | seeds | always | never | always - never [95% CI] | best @10% requests (gap kept) "
-             "| best @20% requests (gap kept) |", "|---|---|---|---|---|---|---|"]
-    for row in summary.to_dict("records"):
-        interval = f"{row['gap']:+.4f} [{row['gap_low']:+.4f}, {row['gap_high']:+.4f}]"
-        cells = [f"{row[f'best_at_{b}']} {row[f'auc_at_{b}']:.4f} ({row[f'kept_at_{b}']:.0%})" for b in ("0.1", "0.2")]
-        lines.append(f"| {row['method']} | {row['seeds']} | {row['always']:.4f} | {row['never']:.4f} | {interval} | "
-                     + " | ".join(cells) + " |")
-    lines += ["", sentence(summary), "", f"![AUC against request rate](results/replay-{dataset}.png)"]
+    markdown = real_time_markdown(runs, dataset, BACKBONE, stay)
     means = runs.groupby(["method", "policy", "budget"], dropna=False)[["auc", "request_rate"]].mean().reset_index()
     replay_chart(means, f"{dataset} / {BACKBONE}: AUC against request rate (mean over seeds)").savefig(
         FOLDER / f"replay-{dataset}.png", dpi=110)
-    markdown = "\n".join(lines)
     write_section(RESULTS, f"replay-{dataset}", markdown)
     return markdown
-
-
-def sentence(summary: pd.DataFrame) -> str:
-    """What the intervals support: where the stale head loses, and what 10% and 20% keep."""
-    parts = []
-    for row in summary.to_dict("records"):
-        if not row["gap_beyond_noise"]:
-            parts.append(f"For {row['method']} the stale head loses nothing measurable at n={row['seeds']} "
-                         f"(always - never {row['gap']:+.4f}, interval [{row['gap_low']:+.4f}, {row['gap_high']:+.4f}]).")
-        else:
-            parts.append(f"For {row['method']} real time is worth {row['gap']:+.4f} AUC; {row['best_at_0.2']} keeps "
-                         f"{row['kept_at_0.2']:.0%} of it at 20% requests and {row['best_at_0.1']} "
-                         f"{row['kept_at_0.1']:.0%} at 10% (targets: 80% and 50%).")
-    return " ".join(parts)
 
 
 def main() -> None:

@@ -30,3 +30,24 @@ def test_the_section_is_what_the_report_makes_of_the_record(dataset: str) -> Non
         f"`python benchmarks/grid.py --dataset {dataset} --report-only`")
     for link in re.findall(r"\]\((results/[^)]+\.png)\)", committed):
         assert (DOCS / link).is_file(), f"{link} is linked from RESULTS.md but not committed"
+
+
+REPLAYED = sorted(p.stem.removeprefix("replay-") for p in (DOCS / "results").glob("replay-*.csv"))
+
+
+@pytest.mark.parametrize("dataset", REPLAYED)
+def test_the_value_of_real_time_is_what_the_report_makes_of_its_rows(dataset: str) -> None:
+    import pandas as pd
+
+    from duet_pipeline.project import load_parameters
+    from duet_pipeline.replay.report import real_time_markdown
+
+    committed = read_section(RESULTS, f"replay-{dataset}")
+    assert committed is not None, f"RESULTS.md has no replay-{dataset} section"
+    runs = pd.read_csv(DOCS / "results" / f"replay-{dataset}.csv")
+    stay = load_parameters()["synthetic"]["stay_probability"] if dataset.startswith("synthetic-") else None
+    made = real_time_markdown(runs, dataset, "din", stay)  # benchmarks/replay.py replays DIN
+    assert committed.strip() == made.strip(), (
+        f"docs/RESULTS.md's replay-{dataset} section differs from its rows: run "
+        f"`python benchmarks/replay.py --dataset {dataset} --report-only`")
+    assert (DOCS / "results" / f"replay-{dataset}.png").is_file()
