@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export KEDRO_DISABLE_TELEMETRY := true
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test viz notebook mlflow-ui serve simulate-devices benchmark benchmark-kedro-run benchmark-data benchmark-ingestion benchmark-speed benchmark-scale benchmark-replay clean-outputs
+.PHONY: run test viz notebook mlflow-ui serve simulate-devices benchmark benchmark-kedro-run benchmark-data benchmark-ingestion benchmark-speed benchmark-scale benchmark-replay benchmark-replay-speed clean-outputs
 
 DATASET ?= ml-100k
 METHOD ?= duet+swa
@@ -58,6 +58,9 @@ benchmark: $(VENV)/.installed  ## the paper's grid on DATASET (resumable); write
 
 benchmark-replay: $(VENV)/.installed  ## the value of real time on DATASET: replay over 3 seeds (resumable); writes docs/RESULTS.md
 	$(BIN)/python benchmarks/replay.py --dataset $(DATASET) $(REPLAY_ARGS)
+
+benchmark-replay-speed: $(VENV)/.installed  ## the replay of every ml-100k device, every policy, one method, timed alone
+	$(BIN)/python benchmarks/bench_replay_speed.py $(REPLAY_SPEED_ARGS)
 
 benchmark-kedro-run: $(VENV)/.installed  ## wall time of `kedro run --pipelines=duet` on the shipped data
 	$(BIN)/python benchmarks/bench_kedro_run.py
