@@ -47,4 +47,8 @@ def test_a_run_on_the_wrong_split_is_refused_before_anything_is_written(tiny_ml1
     assert "the replay needs a method whose cloud sends a message" in no_message.stderr
     bad_budget = kedro(tiny_ml100k, "run", "--pipelines=replay", f"--params={TINY},replay.budgets=[2]", check=False)
     assert "replay.budgets" in bad_budget.stderr and "[0, 1]" in bad_budget.stderr
+    # A split set in a parameters file alone: the catalog's paths would not follow it.
+    (tiny_ml100k / "conf" / "local" / "parameters.yml").write_text("features:\n  split: replay\n")
+    local = kedro(tiny_ml100k, "run", "--pipelines=ingestion,feature_engineering", f"--params={TINY}", check=False)
+    assert "parameter features.split = 'replay' is not the split the catalog's paths use" in local.stderr
     assert not [p for p in (tiny_ml100k / "data").rglob("*") if p.is_file() and "01_raw" not in p.parts]

@@ -8,8 +8,7 @@ from sklearn.metrics import roc_auc_score
 from duet_pipeline.parameters import ParameterError
 from duet_pipeline.project import load_parameters
 from duet_pipeline.replay.evaluate import ReplayParams
-from duet_pipeline.replay.policies import (Outcome, every_k_urge, random_urge, simulate,
-                                           threshold_for_budget)
+from duet_pipeline.replay.policies import every_k_urge, random_urge, simulate, threshold_for_budget
 from duet_pipeline.replay.stale import candidate_set_auc
 
 DEVICES, LENGTH, CANDIDATES = 30, 7, 9
@@ -109,7 +108,3 @@ def test_bad_replay_parameters_fail_naming_the_parameter(change, message):
     with pytest.raises(ParameterError, match=message):
         ReplayParams.from_params({**load_parameters()["replay"], **change})
 
-
-def test_outcome_counts_the_first_request():
-    outcome = Outcome(np.zeros((2, 3), dtype=int), np.array([0, 2]), 0.5)
-    assert outcome.requests.tolist() == [0, 2]
