@@ -7,6 +7,7 @@ committed section is what this code makes of the committed record.
 """
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -61,7 +62,7 @@ def dataset_report(folder: Path, doc_folder: Path, dataset: str, show_stale: boo
         for backbone in cells["backbone"].unique():
             path = folder / f"{dataset}_{backbone}_frontier.png"
             report.figures[path] = partial(plots.frontier, cells, backbone, dataset, path)
-            parts += [f"![{backbone}: AUC gain against cost]({path.relative_to(doc_folder).as_posix()})", ""]
+            parts += [f"![{backbone}: AUC gain against cost]({_link(path, doc_folder)})", ""]
         parts += ["Filled, named and joined: the Pareto-optimal methods (no other method costs no more and gains"
                   " no less). A method missing from a panel did not measure that cost."]
         rounds = rounds_table(cells)
@@ -172,7 +173,7 @@ def losing_section(cells: pd.DataFrame, history: pd.DataFrame, folder: Path, doc
         path = folder / f"{dataset}_{backbone}_learning_curves.png"
         methods = [m for b, m in losing if b == backbone]
         report.figures[path] = partial(plots.learning_curves, history, backbone, methods, path)
-        parts += [f"![{backbone} learning curves]({path.relative_to(doc_folder).as_posix()})", ""]
+        parts += [f"![{backbone} learning curves]({_link(path, doc_folder)})", ""]
     return parts
 
 
@@ -213,3 +214,8 @@ def read_section(doc: Path, name: str) -> str | None:
     found = re.search(re.escape(f"<!-- BEGIN {name} -->") + r"\n(.*?)\n" + re.escape(f"<!-- END {name} -->"),
                       doc.read_text(), re.S)
     return None if found is None else found.group(1)
+
+
+def _link(path: Path, doc_folder: Path) -> str:
+    """A markdown link from the document's folder to `path`, wherever either lies."""
+    return Path(os.path.relpath(path, doc_folder)).as_posix()
