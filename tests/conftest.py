@@ -39,6 +39,10 @@ def backbone_options(name: str, **overrides) -> dict:
 
 
 def training_config(**overrides) -> TrainingConfig:
+    """The shipped training parameters with ``overrides``; ``distributed`` overrides only
+    the keys it names."""
+    if "distributed" in overrides:
+        overrides["distributed"] = {**PARAMETERS["training"]["distributed"], **overrides["distributed"]}
     return TrainingConfig.from_params({**PARAMETERS["training"], **overrides})
 
 

@@ -11,6 +11,9 @@ must have the same save version"). So outputs stay ordinary versioned datasets, 
 catalog entry opts in to MLflow logging with ``metadata: {mlflow_artifact_path: DIR}``;
 ``MlflowArtifactHook`` then logs the exact file version just written.
 
+``WorkerNodeHook`` keeps a multi-node training's other nodes (``node_rank`` > 0) from
+writing anything: node 0 writes the outputs and the MLflow run.
+
 ``RunRecordHook`` makes each run findable and readable: the MLflow run is named
 ``<dataset>/<backbone>/<methods>``, the experiment opens on its runs in the MLflow UI, a
 failed run is tagged ``outcome = failed`` with the node and the error (and its saved
@@ -127,6 +130,40 @@ class SparkHook:
             self._session = None
 
 
+class WorkerNodeHook:
+    """``training.distributed.node_rank`` > 0: this node trains its share of every training
+    of a multi-node run and writes nothing. Every output of its run stays in memory, and
+    no MLflow run is opened; node 0, running the same pipeline, writes both. tryfirst:
+    before kedro-mlflow's hook opens a run and before the others see the catalog."""
+
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        from duet_pipeline.pipelines import selection
+
+        spread = selection.current().distributed
+        if spread.writes:
+            return
+        from kedro.io import MemoryDataset
+        from kedro_mlflow.framework.hooks import mlflow_hook
+
+        from duet_pipeline.parameters import ParameterError
+
+        outputs = pipeline.all_outputs()
+        reread = sorted(name for name in pipeline.all_inputs() - outputs
+                        if name.split("@")[0] in {output.split("@")[0] for output in outputs})
+        if reread:
+            raise ParameterError(
+                f"parameter training.distributed.node_rank = {spread.node_rank}: this node keeps its outputs in "
+                f"memory, but the run reads {reread} back from files it would have written; run the data "
+                "pipelines first (--pipelines=ingestion,feature_engineering) and then the training")
+        mlflow_hook.mlflow_config.tracking.disable_tracking.pipelines = list(
+            run_params.get("pipeline_names") or ["__default__"])
+        for name in outputs:
+            catalog[name] = MemoryDataset()
+        logger.info("Node %d of %d: this node trains its share and writes nothing (node 0 writes the outputs "
+                    "and the MLflow run)", spread.node_rank, spread.nodes)
+
+
 # Outputs a run prints at its end (a namespaced pipeline has one per namespace).
 SUMMARY_OUTPUTS = ("comparison_markdown", "replay_markdown")
 # Pipelines named for their methods in a run's name; any other pipeline names itself.
@@ -228,8 +265,9 @@ class RunRecordHook:
             mlflow.set_tag("outcome", "finished")
         for name in sorted(pipeline.all_outputs()):
             if name.split(".")[-1] in SUMMARY_OUTPUTS:
-                path = catalog.get(name)._get_load_path()
-                print(f"\n{comparison_summary(catalog.load(name), str(path))}\n", flush=True)
+                dataset = catalog.get(name)
+                if hasattr(dataset, "_get_load_path"):  # not on a node that writes nothing
+                    print(f"\n{comparison_summary(catalog.load(name), str(dataset._get_load_path()))}\n", flush=True)
 
 
 class MlflowArtifactHook:

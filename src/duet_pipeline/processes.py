@@ -7,9 +7,13 @@ that no longer exists on this host is known to be finished with it.
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import re
+import signal
 import socket
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 # A file a process owns ends in ".pid<pid>@<host>.<suffix>" (see owner_tag).
 _OWNER = re.compile(r"\.pid(\d+)@([^/]+)\.[^./]+$")
@@ -47,3 +51,12 @@ def owner_gone(name: str) -> bool:
     owner comes from code that named none, which is no longer running: gone."""
     match = _OWNER.search(name)
     return match is None or gone(int(match.group(1)), match.group(2))
+
+
+def die_with_parent() -> None:
+    """Have the kernel send this process SIGKILL when its parent ends, however it ends
+    (a killed parent cannot clean up its children). Linux with glibc; elsewhere a no-op."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:  # no glibc
+        pass

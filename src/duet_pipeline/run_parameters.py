@@ -19,7 +19,7 @@ from duet_pipeline.models.recommender import ModelParams
 from duet_pipeline.parameters import Block, ParameterError, one_of, parse_block
 from duet_pipeline.replay.evaluate import ReplayParams
 from duet_pipeline.serving.config import ServingParams
-from duet_pipeline.training.loop import TrainingConfig
+from duet_pipeline.training.loop import DistributedParams, TrainingConfig
 
 TOP_LEVEL = ("dataset", "datasets", "raw_data", "synthetic", "features", "backbone", "model", "backbones", "training", "methods",
              "personalization", "serving", "replay")
@@ -40,6 +40,7 @@ class Selection:
     declared_as: str  # the key of its declaration under `datasets` (synthetic-<N> for every N)
     generated: bool  # the ingestion generates it first (synthetic-<N>)
     streaming: bool  # training.streaming: the base model reads train_samples@files
+    distributed: DistributedParams  # training.distributed: whether this node writes, and runs one node at a time
 
     @property
     def replayed(self) -> tuple[Method, ...]:
@@ -66,7 +67,7 @@ def check_parameters(params: dict[str, Any]) -> Selection:
     dim = parse_block(ModelParams, params["model"], "model").dim
     check_backbones(params["backbones"], dim)
     one_of("backbone", params["backbone"], sorted(BACKBONES))
-    streaming = TrainingConfig.from_params(params["training"]).streaming
+    training = TrainingConfig.from_params(params["training"])
     methods = check_methods(params["methods"])
     options = check_personalization(params["personalization"])
     serving = ServingParams.from_params(params["serving"])
@@ -75,7 +76,7 @@ def check_parameters(params: dict[str, Any]) -> Selection:
                      params["backbone"], serving, features.engine, features.split, tuple(replay.policies),
                      params["dataset"],
                      declaration_key(params["dataset"], params["datasets"]), declaration.generated is not None,
-                     streaming)
+                     training.streaming, training.distributed)
 
 
 def check_dataset(dataset: Any, datasets: Any) -> DatasetDeclaration:

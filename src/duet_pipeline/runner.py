@@ -25,11 +25,11 @@ the run has ended (a save they were in leaves a partial that the next run remove
 Progress bars of concurrent nodes take one terminal line each.
 
 Datasets that must stay in one process (Kedro's ``_SINGLE_PROCESS``: the Spark engine's)
-make the run sequential.
+make the run sequential, and so does a multi-node training (``training.distributed.nodes``
+> 1): each training is one rendezvous, which every node must reach in the same order.
 """
 from __future__ import annotations
 
-import ctypes
 import multiprocessing
 import os
 import signal
@@ -46,10 +46,9 @@ from tqdm import tqdm
 
 from duet_pipeline.console import PROGRESS_LINE
 from duet_pipeline.mlflow_runs import CURRENT_RUN
+from duet_pipeline.pipelines.selection import current
+from duet_pipeline.processes import die_with_parent
 from duet_pipeline.training.cores import available_cores, fixed_threads
-
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
 
 class CoreRunner(ParallelRunner):
     """Kedro's ``ParallelRunner`` with one worker per core and fixed thread counts per node."""
@@ -69,7 +68,9 @@ class CoreRunner(ParallelRunner):
         one_at_a_time = ("no two of its nodes are independent" if workers <= 1
                          else "workers are forked, which needs Linux" if sys.platform != "linux"
                          else "a dataset must stay in one process (Spark)"
-                         if _single_process_datasets(pipeline, catalog) else None)
+                         if _single_process_datasets(pipeline, catalog)
+                         else "every node of a multi-node training runs its trainings in the same order"
+                         if current().distributed.nodes > 1 else None)
         if one_at_a_time:
             self._logger.info("Running the nodes one after the other in this process: %s", one_at_a_time)
             SequentialRunner(is_async=self._is_async)._run(pipeline, catalog, hook_manager, run_id)
@@ -158,10 +159,7 @@ def _die_with_parent() -> None:
     (Ctrl-C reaches the whole process group) is the ``kedro`` process's to handle."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except OSError:  # no glibc: a worker outlives a killed parent by at most its node
-        pass
+    die_with_parent()
 
 
 def _start_worker(slots: Any) -> None:

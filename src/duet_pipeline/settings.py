@@ -18,6 +18,6 @@ CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = project.CONFIG_LOADER_ARGS
 
 from duet_pipeline.hooks import (  # noqa: E402
-    MlflowArtifactHook, ParameterCheckHook, RunRecordHook, SparkHook, VersionsHook)
+    MlflowArtifactHook, ParameterCheckHook, RunRecordHook, SparkHook, VersionsHook, WorkerNodeHook)
 
-HOOKS = (ParameterCheckHook(), SparkHook(), VersionsHook(), MlflowArtifactHook(), RunRecordHook())
+HOOKS = (ParameterCheckHook(), WorkerNodeHook(), SparkHook(), VersionsHook(), MlflowArtifactHook(), RunRecordHook())

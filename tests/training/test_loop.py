@@ -84,7 +84,23 @@ def test_unknown_selection_metric_names_the_declared_ones() -> None:
 
 @pytest.mark.parametrize("overrides,message", [
     ({"batch_size": 2, "distributed": {"processes": 3}},
-     "parameter training.distributed = {'processes': 3}: Value error, processes = 3 is more than training.batch_size = 2"),
+     "parameter training.distributed = {'processes': 3, 'nodes': 1, 'node_rank': 0, 'rendezvous': None, "
+     "'timeout_s': 600}: Value error, nodes x processes = 3 is more than training.batch_size = 2"),
+    ({"batch_size": 4, "distributed": {"processes": 2, "nodes": 3, "rendezvous": "127.0.0.1:29400"}},
+     "parameter training.distributed = {'processes': 2, 'nodes': 3, 'node_rank': 0, 'rendezvous': '127.0.0.1:29400', "
+     "'timeout_s': 600}: Value error, nodes x processes = 6 is more than training.batch_size = 4"),
+    ({"distributed": {"nodes": 2}},
+     "parameter training.distributed.rendezvous = None: Value error, nodes = 2 needs rendezvous: host:port"),
+    ({"distributed": {"nodes": 2, "rendezvous": "10.0.0.1"}},
+     "parameter training.distributed.rendezvous = '10.0.0.1': Value error, must be host:port"),
+    ({"distributed": {"nodes": 2, "rendezvous": "10.0.0.1:70000"}},
+     "parameter training.distributed.rendezvous = '10.0.0.1:70000': Value error, must be host:port"),
+    ({"distributed": {"nodes": 2, "node_rank": 2, "rendezvous": "10.0.0.1:29400"}},
+     "parameter training.distributed.node_rank = 2: Value error, node_rank = 2 with nodes = 2: allowed 0 to 1"),
+    ({"distributed": {"nodes": 0}},
+     "parameter training.distributed.nodes = 0: Input should be greater than or equal to 1"),
+    ({"distributed": {"timeout_s": 1}},
+     "parameter training.distributed.timeout_s = 1: Input should be greater than or equal to 10"),
     ({"shuffle": "rows", "streaming": True},
      "parameter training.streaming = True: Value error, streaming = true shuffles row groups"),
 ])

@@ -43,11 +43,54 @@ def label_loss(logits: torch.Tensor, batch: SampleTensors, rows: torch.Tensor) -
 
 
 class DistributedParams(Block):
-    """``training.distributed``: DistributedDataParallel on this machine."""
+    """``training.distributed``: DistributedDataParallel over ``nodes`` machines with
+    ``processes`` replicas each (torch.distributed's elastic launcher, as torchrun)."""
 
-    # 1: one process. N > 1: N processes (torch.distributed's elastic launcher, as
-    # torchrun), each training on 1/N of every global batch of batch_size rows.
+    # Replicas on this machine; each of the nodes x processes replicas trains on its
+    # share of every global batch of batch_size rows.
     processes: int = Field(ge=1)
+    # Machines in the training; every one runs the same `kedro run` with its own node_rank.
+    nodes: int = Field(ge=1)
+    # This machine's place, 0 to nodes - 1. Node 0 writes the catalog's outputs and the
+    # MLflow run; the others train their share and write nothing.
+    node_rank: int = Field(ge=0)
+    # host:port of the c10d rendezvous every node joins (nodes > 1; e.g. node 0's address
+    # and a free port). null: a free port on 127.0.0.1, which only one node can reach.
+    rendezvous: str | None
+    # Seconds a node waits for the others: to join a training's rendezvous (nodes run the
+    # data stages at their own pace) and at each step; past it the training fails.
+    timeout_s: int = Field(ge=10)
+
+    @field_validator("rendezvous")
+    @classmethod
+    def _host_and_port(cls, rendezvous: str | None, info: ValidationInfo) -> str | None:
+        nodes = info.data.get("nodes") or 1
+        if rendezvous is None and nodes > 1:
+            raise ValueError(f"nodes = {nodes} needs rendezvous: host:port that every node reaches "
+                             "(e.g. node 0's address and a free port)")
+        if rendezvous is not None:
+            host, _, port = rendezvous.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError("must be host:port with a port from 1 to 65535, e.g. 10.0.0.1:29400")
+        return rendezvous
+
+    @field_validator("node_rank")
+    @classmethod
+    def _rank_within_nodes(cls, node_rank: int, info: ValidationInfo) -> int:
+        nodes = info.data.get("nodes")
+        if nodes is not None and node_rank >= nodes:
+            raise ValueError(f"node_rank = {node_rank} with nodes = {nodes}: allowed 0 to {nodes - 1}")
+        return node_rank
+
+    @property
+    def replicas(self) -> int:
+        """Processes in the whole training."""
+        return self.nodes * self.processes
+
+    @property
+    def writes(self) -> bool:
+        """Whether this node writes the run's outputs (node 0, or the only node)."""
+        return self.node_rank == 0
 
 
 class TrainingConfig(Block):
@@ -96,9 +139,9 @@ class TrainingConfig(Block):
     @classmethod
     def _processes_fit(cls, distributed: DistributedParams, info: ValidationInfo) -> DistributedParams:
         batch_size = info.data.get("batch_size")
-        if batch_size is not None and distributed.processes > batch_size:
-            raise ValueError(f"processes = {distributed.processes} is more than training.batch_size = {batch_size}: "
-                             "each process trains on its share of every batch")
+        if batch_size is not None and distributed.replicas > batch_size:
+            raise ValueError(f"nodes x processes = {distributed.replicas} is more than training.batch_size = "
+                             f"{batch_size}: each process trains on its share of every batch")
         if info.data.get("device") != "cpu" and torch.cuda.is_available():
             gpus = torch.cuda.device_count()
             if distributed.processes > gpus:
@@ -297,10 +340,10 @@ def fit(
 
     Stops after ``patience`` epochs without improvement. The returned history has one
     row per epoch: train loss, every validation metric, seconds and rows per second.
-    With ``training.distributed.processes`` N > 1 the epochs run in N processes
+    With ``training.distributed`` N = nodes x processes > 1 the epochs run in N processes
     (:mod:`duet_pipeline.training.distributed`); the result is the same.
     """
-    if config.distributed.processes > 1:
+    if config.distributed.replicas > 1:
         from .distributed import fit_distributed
 
         result = fit_distributed(model, train, validation, config, description, loss_fn)
