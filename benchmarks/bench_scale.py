@@ -42,6 +42,11 @@ SIZES = ("synthetic-1m", "synthetic-5m", "synthetic-25m")
 TRAINING = "methods=base,training.streaming=true,training.max_epochs=1,training.progress=false"
 INTERACTIONS = {"synthetic-1m": 1e6, "synthetic-5m": 5e6, "synthetic-25m": 25e6}
 SPEED_BATCHES = 1500  # batches of 1024 rows per speed measurement
+# The whole job on a cluster whose every node is this machine: the spark engine on a
+# standalone master plus one 2-core worker, and DDP as 2 nodes x 1 process on loopback.
+CLUSTER = "spark-cluster"
+CLUSTER_MEMORY, CLUSTER_EXECUTOR_MEMORY = "8g", "6g"
+TWO_NODES = "2 nodes x 1"
 MEMORY_BATCHES = 3000
 
 
@@ -185,21 +190,27 @@ def parity(project: Path, dataset: str) -> dict:
             "note": f"{rows:,} stored rows in 3 splits; also in the same stored order: {equal(in_order=True)}"}
 
 
-def measure(project: Path, name: str, dataset: str, engine: str, processes: int) -> dict:
+def measure(project: Path, name: str, dataset: str, engine: str, processes: int | str) -> dict:
     row = {"measurement": name, "dataset": dataset, "engine": engine, "processes": processes}
     model_input = project / "data" / "05_model_input" / dataset
     if name == "parity":
         return row | parity(project, dataset)
     if name == "data stages":
-        run = watched_run(project, f"dataset={dataset},features.engine={engine}", "ingestion,feature_engineering")
+        if engine == CLUSTER:
+            run = on_standalone_cluster(project, f"dataset={dataset}")
+        else:
+            run = watched_run(project, f"dataset={dataset},features.engine={engine}", "ingestion,feature_engineering")
         if run["status"] == "ok":
             train = latest(model_input / "train_samples.parquet")
             row |= {"train_bytes": size_on_disk(train),
                     "train_positives": sum(pq.ParquetFile(f).metadata.num_rows for f in parquet_files(train))}
     else:
         batches = MEMORY_BATCHES if name == "streaming memory" else SPEED_BATCHES
-        run = watched_run(project, f"dataset={dataset},{TRAINING},training.limit_train_batches={batches},"
-                                   f"training.distributed.processes={processes}", "umn_training")
+        params = f"dataset={dataset},{TRAINING},training.limit_train_batches={batches}"
+        if processes == TWO_NODES:
+            run = two_nodes_on_loopback(project, params)
+        else:
+            run = watched_run(project, f"{params},training.distributed.processes={processes}", "umn_training")
         if run["status"] == "ok":
             history = pd.read_csv(latest(project / "data" / "08_reporting" / dataset / "din" /
                                          "base_training_history.csv"))
@@ -209,10 +220,42 @@ def measure(project: Path, name: str, dataset: str, engine: str, processes: int)
     return row | {k: v for k, v in run.items() if k != "log"}
 
 
-def plan() -> list[tuple[str, str, str, int]]:
+def on_standalone_cluster(project: Path, params: str) -> dict:
+    """The data stages with the spark engine on a standalone master and one 2-core worker,
+    all on this machine (conf/local/spark.yml points the run at the master)."""
+    from duet_pipeline.spark_session import standalone_cluster
+
+    local = project / "conf" / "local" / "spark.yml"
+    with standalone_cluster(project.parent / "cluster", cores=2, memory=CLUSTER_MEMORY) as url:
+        local.write_text(f"spark.master: {url}\nspark.executor.memory: {CLUSTER_EXECUTOR_MEMORY}\n")
+        try:
+            return watched_run(project, f"{params},features.engine=spark", "ingestion,feature_engineering")
+        finally:
+            local.unlink()
+
+
+def two_nodes_on_loopback(project: Path, params: str) -> dict:
+    """Base-model training as two nodes of one process each, joined on 127.0.0.1; node 0's
+    run is watched (node 1 writes nothing, so both run in the same project copy)."""
+    from duet_pipeline.processes import free_port
+
+    spread = f"training.distributed.nodes=2,training.distributed.rendezvous=127.0.0.1:{free_port()}"
+    kedro = str(Path(sys.executable).with_name("kedro"))
+    node_1 = subprocess.Popen([kedro, "run", "--pipelines=umn_training",
+                               f"--params={params},{spread},training.distributed.node_rank=1"], cwd=project,
+                              env={**os.environ, "KEDRO_DISABLE_TELEMETRY": "true"}, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        return watched_run(project, f"{params},{spread},training.distributed.node_rank=0", "umn_training")
+    finally:
+        node_1.wait(timeout=600)
+
+
+def plan() -> list[tuple[str, str, str, int | str]]:
     checks = [("parity", dataset, "both", 1) for dataset in ("ml-latest-small", "ml-100k")]
     data = [("data stages", size, engine, 1) for size in SIZES for engine in ("pandas", "spark")]
-    speed = [("training speed", "synthetic-5m", "-", processes) for processes in (1, 2)]
+    data.insert(data.index(("data stages", "synthetic-5m", "spark", 1)) + 1, ("data stages", "synthetic-5m", CLUSTER, 1))
+    speed = [("training speed", "synthetic-5m", "-", processes) for processes in (1, 2, TWO_NODES)]
     return checks + data + speed + [("streaming memory", "synthetic-25m", "-", 1)]
 
 
@@ -359,6 +402,7 @@ def reading(data: pd.DataFrame, training: pd.DataFrame) -> list[str]:
              f"{25e6 / per_core / 16 / 60:.1f} min on 16 cores, {25e6 / per_core / 64 / 60:.1f} min on 64, for 25M), "
              "while the shuffles (grouping by user, the final sort) add network traffic of about the samples' size "
              "(0.6 GB at 25M) and the driver only collects the candidate items (59k ids)."]
+    lines += cluster_reading(ok, streamed)
     if ("training speed", "1") in streamed.index and ("training speed", "2") in streamed.index:
         one, two = streamed.loc[("training speed", "1")], streamed.loc[("training speed", "2")]
         lines.append(f"- DDP on this 2-core machine: {two['rows_per_s']:,.0f} rows/s with 2 processes of 1 thread vs "
@@ -380,6 +424,26 @@ def reading(data: pd.DataFrame, training: pd.DataFrame) -> list[str]:
         lines.append(f"- Streaming training at synthetic-25m peaks at {streamed.loc[('streaming memory', '1')]['peak_tree_gib']:.2f} "
                      "GiB: the shuffle buffer, the compact validation (162,540 users x 100 candidates, expanded a chunk "
                      "at a time) and its metrics, not the 24.5M train positives.")
+    return lines
+
+
+def cluster_reading(ok: pd.DataFrame, streamed: pd.DataFrame) -> list[str]:
+    """The whole job on a cluster of this one machine, each figure beside its single-machine one."""
+    lines = []
+    if ("synthetic-5m", CLUSTER) in ok.index and ("synthetic-5m", "spark") in ok.index:
+        cluster, local = ok.loc[("synthetic-5m", CLUSTER)], ok.loc[("synthetic-5m", "spark")]
+        lines.append(f"- On a standalone cluster (a master and one worker of 2 cores, started with pyspark's "
+                     f"`spark-class` on this machine; `spark.master` in conf/local/spark.yml), synthetic-5m's data "
+                     f"stages took {cluster['wall_s']:.0f} s against {local['wall_s']:.0f} s in local mode "
+                     f"({cluster['wall_s'] / local['wall_s']:.2f}x): the overhead of a driver, an executor JVM and "
+                     "their RPC when both are this machine (the tree peak leaves out the master and worker JVMs).")
+    if ("training speed", TWO_NODES) in streamed.index and ("training speed", "2") in streamed.index:
+        nodes, one_node = streamed.loc[("training speed", TWO_NODES)], streamed.loc[("training speed", "2")]
+        lines.append(f"- DDP as 2 nodes x 1 process (two `kedro run`s joined by a c10d rendezvous on 127.0.0.1): "
+                     f"{nodes['rows_per_s']:,.0f} rows/s against {one_node['rows_per_s']:,.0f} with 2 processes on "
+                     f"one node ({nodes['rows_per_s'] / one_node['rows_per_s']:.2f}x), {nodes['wall_s']:.0f} s against "
+                     f"{one_node['wall_s']:.0f} s of wall time: each node also runs its own `kedro` process, and the "
+                     "gradients cross TCP instead of one node's shared memory.")
     return lines
 
 

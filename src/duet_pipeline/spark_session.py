@@ -10,10 +10,16 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from duet_pipeline.processes import free_port
 
 SUPPORTED_JAVA = (17, 21)
 INSTALL_JAVA = "install Java 17 or 21 (Debian/Ubuntu: apt-get install openjdk-17-jre-headless) or set JAVA_HOME"
@@ -71,3 +77,59 @@ def start_spark(conf: dict[str, Any]) -> Any:
     session = SparkSession.builder.config(conf=spark_conf).getOrCreate()
     session.sparkContext.setLogLevel("WARN")
     return session
+
+
+@contextmanager
+def standalone_cluster(work_dir: Path, cores: int = 2, memory: str = "2g",
+                       env: dict[str, str] | None = None) -> Iterator[str]:
+    """A Spark standalone master and one worker with ``cores`` and ``memory`` on 127.0.0.1,
+    started with pyspark's own ``spark-class`` for as long as the block runs; yields the
+    master URL (``spark.master`` in conf/local/spark.yml). ``env``: the worker's extra
+    environment (its executors' Python workers must import duet_pipeline). Their logs and
+    the executors' folders go to ``work_dir``."""
+    check_spark_available()
+    from pyspark.find_spark_home import _find_spark_home
+
+    spark_class = str(Path(_find_spark_home()) / "bin" / "spark-class")
+    work_dir.mkdir(parents=True, exist_ok=True)
+    port, master_ui, worker_ui = (free_port() for _ in range(3))
+    url = f"spark://127.0.0.1:{port}"
+    started = []
+    try:
+        started.append(_daemon([spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
+                                "--port", str(port), "--webui-port", str(master_ui)], work_dir / "master.log", {}))
+        _wait_for(work_dir / "master.log", "I have been elected leader", started[-1])
+        started.append(_daemon([spark_class, "org.apache.spark.deploy.worker.Worker", url, "--host", "127.0.0.1",
+                                "--cores", str(cores), "--memory", memory, "--webui-port", str(worker_ui),
+                                "--work-dir", str(work_dir / "worker")], work_dir / "worker.log", env or {}))
+        _wait_for(work_dir / "worker.log", "Successfully registered with master", started[-1])
+        yield url
+    finally:
+        for process in reversed(started):
+            _stop(process)
+
+
+def _daemon(command: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
+    """A JVM in its own process group (spark-class execs java; its children go with it)."""
+    with log.open("w") as out:
+        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, **env})
+
+
+def _wait_for(log: Path, line: str, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while line not in log.read_text():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise SparkUnavailable(f"the standalone cluster did not start ({log}): {log.read_text()[-500:]}")
+        time.sleep(0.2)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    except ProcessLookupError:
+        pass

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -27,8 +26,9 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import PARAMETERS, latest_version, make_project_copy, project_env
+from conftest import PARAMETERS, kedro, latest_version, make_project_copy, project_env
 from duet_pipeline.data.synthetic import generate_ratings, write_ratings
+from duet_pipeline.processes import free_port
 
 TOLERANCE = 1e-9  # see the module docstring
 STEPS = 4
@@ -48,12 +48,6 @@ def node_project(root: Path) -> Path:
     ratings = generate_ratings(num_users=40, num_items=300, num_rows=1_200, seed=3)
     write_ratings(ratings, project / "data" / "01_raw", "ml-100k", PARAMETERS["datasets"])
     return project
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass
@@ -153,3 +147,15 @@ def test_a_killed_node_fails_the_other_in_one_line_and_leaves_no_version(tmp_pat
     else:  # node 1 writes nothing, finished or not
         assert written_files(projects[1]) == []
     nodes[killed].process.wait()
+
+
+def test_a_streaming_node_other_than_0_refuses_samples_it_would_keep_in_memory(tiny_ml100k: Path) -> None:
+    """Node 1 keeps its outputs in memory, so it cannot stream the train samples its own data
+    stages would have written: one line, before any stage, and nothing written."""
+    result = kedro(tiny_ml100k, "run", PIPELINES, "--params=dataset=ml-100k,methods=base,training.streaming=true,"
+                   "training.distributed.nodes=2,training.distributed.node_rank=1,"
+                   "training.distributed.rendezvous=127.0.0.1:29400", check=False)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert result.returncode != 0 and len(errors) == 1, result.stderr[-3000:]
+    assert "training.distributed.node_rank = 1" in errors[0] and "train_samples@files" in errors[0], errors[0]
+    assert written_files(tiny_ml100k) == []

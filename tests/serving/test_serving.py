@@ -8,7 +8,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -24,6 +23,7 @@ import torch
 from conftest import backbone_options, project_env
 
 from duet_pipeline.models.backbones import BACKBONES
+from duet_pipeline.processes import free_port
 from duet_pipeline.models.recommender import ModelConfig, Recommender, model_bundle
 from duet_pipeline.serving.device import OnnxDevice, check_device_model, export_device_model
 from duet_pipeline.serving.encodings import ENCODINGS, decode_message, decode_tensor, encode_tensor, payload_bytes
@@ -189,12 +189,6 @@ def test_the_onnx_device_model_scores_as_pytorch(backbone, tmp_path):
     message = {"w1": w1.reshape(DIM, DIM), "b1": b1, "w2": w2.reshape(DIM, DIM), "b2": b2}
     scores = OnnxDevice(path).score(np.array([0, 0, 3, 4, 5]), np.arange(1, 12), message)
     assert scores.shape == (11,) and np.isfinite(scores).all()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def post(url: str, body: bytes, content_type: str = "application/json") -> tuple[int, dict]:

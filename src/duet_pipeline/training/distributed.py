@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from duet_pipeline.processes import die_with_parent
+from duet_pipeline.processes import die_with_parent, free_port
 from duet_pipeline.samples import SampleTensors
 
 from .loop import DistributedParams, FitResult, Replica, RowLoss, TrainingConfig, TrainSource, fit_replica, resolve_device
@@ -50,7 +50,7 @@ def fit_distributed(model: nn.Module, train: TrainSource, validation: SampleTens
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     spread = config.distributed
-    endpoint = spread.rendezvous or f"127.0.0.1:{_free_port()}"
+    endpoint = spread.rendezvous or f"127.0.0.1:{free_port()}"
     launch = LaunchConfig(min_nodes=spread.nodes, max_nodes=spread.nodes, nproc_per_node=spread.processes,
                           run_id=run_id(description, spread), rdzv_backend="c10d", rdzv_endpoint=endpoint,
                           # Node 0 hosts the rendezvous store (at its address: `rendezvous`), so a
@@ -176,9 +176,3 @@ def _address() -> str:
         return socket.gethostbyname(socket.gethostname())
     except OSError:
         return socket.gethostname()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
