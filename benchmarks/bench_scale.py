@@ -36,7 +36,8 @@ RESULTS = REPO_ROOT / "docs" / "results" / "scale.csv"
 PREVIOUS = RESULTS.with_name("scale-previous.csv")
 PLOT = REPO_ROOT / "docs" / "benchmarks" / "scale.png"
 FIELDS = ["measurement", "dataset", "engine", "processes", "status", "wall_s", "peak_python_gib", "peak_jvm_gib",
-          "peak_tree_gib", "rows_per_s", "train_positives", "train_bytes", "expanded_bytes", "train_raw_bytes", "expanded_raw_bytes", "note", "date"]
+          "peak_tree_gib", "rows_per_s", "train_positives", "train_bytes", "expanded_bytes", "train_raw_bytes", "expanded_raw_bytes", "note", "date",
+          "machine"]
 KEY = ["measurement", "dataset", "engine", "processes"]
 SIZES = ("synthetic-1m", "synthetic-5m", "synthetic-25m")
 TRAINING = "methods=base,training.streaming=true,training.max_epochs=1,training.progress=false"
@@ -280,7 +281,7 @@ def main() -> None:
             if tuple(map(str, (name, dataset, engine, processes))) in done:
                 continue
             print(f"{today()}: {name} {dataset} {engine} x{processes}", flush=True)
-            row = measure(project, name, dataset, engine, processes) | {"date": today()}
+            row = measure(project, name, dataset, engine, processes) | {"date": today(), "machine": machine(threads=False)}
             if name == "data stages" and row["status"] == "ok" and dataset == "synthetic-1m" and engine == "pandas":
                 train = latest(project / "data" / "05_model_input" / dataset / "train_samples.parquet")
                 row |= layout_sizes(train, args.work / "layout.parquet")
@@ -322,8 +323,8 @@ def report(rows: pd.DataFrame, previous: dict[tuple[str, ...], dict]) -> None:
     """The section of docs/benchmarks.md and its plot, from the CSV and the previous run's rows."""
     if rows.empty:
         return
-    dates = rows["date"].dropna() if "date" in rows else pd.Series(dtype=str)
-    measured = " to ".join(sorted({dates.min(), dates.max()})) if len(dates) else today()
+    order = {tuple(map(str, key)): number for number, key in enumerate(plan())}
+    rows = rows.assign(order=[order.get(_key(r), len(order)) for _, r in rows.iterrows()]).sort_values("order")
     data = rows[rows["measurement"] == "data stages"].copy()
     data["interactions"] = data["dataset"].map(INTERACTIONS)
     data = data.sort_values(["interactions", "engine"])
@@ -331,7 +332,7 @@ def report(rows: pd.DataFrame, previous: dict[tuple[str, ...], dict]) -> None:
     lines = ["## How cost grows: Spark, streaming and DDP at synthetic-1m / 5m / 25m", "",
              "Command: `make benchmark-scale` (`python benchmarks/bench_scale.py`; per-measurement record "
              "`docs/results/scale.csv`, one run each; the previous run's rows: `docs/results/scale-previous.csv`).",
-             f"Machine: {machine(threads=False)}. Measured: {measured}.", "",
+             *measured_on(rows), "",
              "Data stages (`kedro run --pipelines=ingestion,feature_engineering --params=dataset=<N>,"
              "features.engine=<engine>`), whole CLI run:", "",
              "| dataset | engine | outcome | wall (s) | Python driver peak (GiB) | JVM peak (GiB) | "
@@ -376,6 +377,17 @@ def report(rows: pd.DataFrame, previous: dict[tuple[str, ...], dict]) -> None:
     lines += ["", *reading(data, training)]
     write_section("scale", "\n".join(lines))
     _plot(data)
+
+
+def measured_on(rows: pd.DataFrame) -> list[str]:
+    """Which machine measured which rows, and when (a row is compared only with its own
+    previous run; rows of two machines side by side differ by the machine too)."""
+    lines = []
+    for name, part in rows.groupby("machine", sort=False):
+        dates = sorted(part["date"].dropna())
+        when = f"{dates[0]} to {dates[-1]}" if dates else "-"
+        lines.append(f"Machine: {name}; measured {when} ({len(part)} of the {len(rows)} rows).")
+    return lines
 
 
 def reading(data: pd.DataFrame, training: pd.DataFrame) -> list[str]:

@@ -33,7 +33,7 @@ from duet_pipeline.processes import free_port
 TOLERANCE = 1e-9  # see the module docstring
 STEPS = 4
 RUN = ("dataset=ml-100k,methods=base,training.progress=false,training.batch_size=64,"
-       "training.limit_train_batches=1,training.patience=10")
+       "training.limit_train_batches=1")
 # The `kedro` CLI with float64 as torch's default dtype: the model is built, trained and
 # saved in float64.
 FLOAT64_KEDRO = ("import sys, torch; torch.set_default_dtype(torch.float64); "
@@ -83,7 +83,9 @@ def start(project: Path, params: str) -> Node:
 
 
 def two_nodes(rendezvous: str, epochs: int) -> list[str]:
-    common = f"training.max_epochs={epochs},training.distributed.nodes=2,training.distributed.rendezvous={rendezvous}"
+    """Each node's parameters; early stopping never cuts the ``epochs`` short."""
+    common = (f"training.max_epochs={epochs},training.patience={epochs},training.distributed.nodes=2,"
+              f"training.distributed.rendezvous={rendezvous}")
     return [f"{common},training.distributed.node_rank={rank}" for rank in (0, 1)]
 
 
@@ -104,7 +106,7 @@ def model_state(project: Path) -> dict[str, torch.Tensor]:
 
 def test_two_nodes_train_as_one_process_and_only_node_0_writes(tmp_path: Path) -> None:
     first, second = node_project(tmp_path / "node0"), node_project(tmp_path / "node1")
-    code, stderr = start(first, f"training.max_epochs={STEPS}").finish()
+    code, stderr = start(first, f"training.max_epochs={STEPS},training.patience={STEPS}").finish()
     assert code == 0, stderr[-3000:]
     single_history, single_state = pd.read_csv(latest_version(first / HISTORY)), model_state(first)
 
