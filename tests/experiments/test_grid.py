@@ -85,6 +85,20 @@ def test_display_settings_do_not_change_the_hash() -> None:
     assert config_hash({"a": 1}) != config_hash({"a": 2})
 
 
+def test_where_a_training_runs_does_not_change_the_hash_and_the_grid_stays_on_one_machine() -> None:
+    """The record was hashed when training.distributed held only `processes`: the keys that
+    place a training on machines came later and change no number, so they stay out."""
+    timeout = apply_overrides(PARAMETERS, ["training.distributed.timeout_s=60",
+                                           "training.distributed.rendezvous=10.0.0.1:29400"])
+    assert hashes(plan(timeout)) == hashes(plan())
+    processes = apply_overrides(PARAMETERS, ["training.distributed.processes=2"])
+    assert all(hashes(plan())[k] != v for k, v in hashes(plan(processes)).items())  # as recorded
+    two_nodes = apply_overrides(PARAMETERS, ["training.distributed.nodes=2",
+                                             "training.distributed.rendezvous=10.0.0.1:29400"])
+    with pytest.raises(ValueError, match=r"training\.distributed\.nodes = 2: the grid trains every unit on this machine"):
+        plan(two_nodes)
+
+
 def test_overrides_parse_values_and_reject_unknown_keys() -> None:
     changed = apply_overrides(PARAMETERS, ["training.max_epochs=5", "personalization.duet.temperature=2",
                                            "training.progress=false"])

@@ -80,6 +80,10 @@ class Unit:
         relevant["features"] = {**{key: value for key, value in features.items() if key in hashed},
                                 "min_rating": declaration_of(self.dataset, self.params["datasets"]).min_rating}
         relevant["backbones"] = {self.backbone: self.params["backbones"][self.backbone]}
+        # Where a training runs (its machines, their rendezvous) never changes its numbers,
+        # and those keys came after the record began: hashed as the record hashed the block.
+        training = relevant["training"]
+        relevant["training"] = {**training, "distributed": {"processes": training["distributed"]["processes"]}}
         block = get_method(cell.method).spec.block
         if block is not None:
             relevant["personalization"] = {block: self.params["personalization"][block]}
@@ -136,6 +140,9 @@ def plan_units(
     seed, so a grid stopped half-way has every method at the first seeds rather than
     every seed of a few. Parameters are checked first, as `kedro run` checks them."""
     code = code_version() if code is None else code
+    if params["training"]["distributed"]["nodes"] != 1:
+        raise ValueError(f"parameter training.distributed.nodes = {params['training']['distributed']['nodes']}: "
+                         "the grid trains every unit on this machine; allowed: 1 (processes may be more)")
     for backbone in backbones:
         check_parameters({**params, "dataset": dataset, "backbone": backbone, "methods": methods})
     ordered = [name for name in method_names() if name in methods]
