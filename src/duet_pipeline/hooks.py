@@ -154,8 +154,9 @@ class WorkerNodeHook:
         if reread:
             raise ParameterError(
                 f"parameter training.distributed.node_rank = {spread.node_rank}: this node keeps its outputs in "
-                f"memory, but the run reads {reread} back from files it would have written; run the data "
-                "pipelines first (--pipelines=ingestion,feature_engineering) and then the training")
+                f"memory, but the run reads {reread} back from files it would have written; on this machine run "
+                "`kedro run --pipelines=ingestion,feature_engineering` first, without training.distributed, "
+                "and then the training")
         mlflow_hook.mlflow_config.tracking.disable_tracking.pipelines = list(
             run_params.get("pipeline_names") or ["__default__"])
         for name in outputs:
